@@ -1,0 +1,82 @@
+"""Fetch the bytes behind a media URI, refusing anything outside what the worker may read.
+
+``file://`` URIs must resolve, after following every symlink, to a regular file under one of the
+configured media roots. Other schemes are refused with a typed error until their guarded
+fetchers exist.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from streamer.errors import FetchError
+
+__all__ = ["FileFetcher", "Fetcher", "path_to_uri"]
+
+
+def path_to_uri(path: Path) -> str:
+    """The ``file://`` URI of a local path (absolute, symlinks kept as given)."""
+    return path.absolute().as_uri()
+
+
+class FileFetcher:
+    """Reads ``file://`` URIs confined to ``media_roots``, at most ``max_bytes`` each."""
+
+    def __init__(self, media_roots: Sequence[Path], *, max_bytes: int) -> None:
+        if not media_roots:
+            raise ValueError("FileFetcher needs at least one media root")
+        self.media_roots = tuple(Path(r).resolve() for r in media_roots)
+        self.max_bytes = max_bytes
+
+    def resolve(self, uri: str) -> Path:
+        """The real path behind ``uri``, or :class:`FetchError` if it is not allowed."""
+        parts = urlsplit(uri)
+        if parts.scheme.lower() != "file":
+            raise FetchError(f"not a file:// URI: {uri!r}")
+        if parts.netloc not in ("", "localhost"):
+            raise FetchError(f"file:// URI names a remote host {parts.netloc!r}")
+        raw_path = unquote(parts.path)
+        if "\x00" in raw_path or not raw_path.startswith("/"):
+            raise FetchError(f"file:// path must be absolute and clean: {uri!r}")
+        try:
+            real = Path(os.path.realpath(raw_path, strict=True))
+        except OSError as exc:
+            raise FetchError(f"cannot read {raw_path!r}: {exc.strerror or exc}") from exc
+        if not any(real.is_relative_to(root) for root in self.media_roots):
+            roots = ", ".join(str(r) for r in self.media_roots)
+            raise FetchError(f"{raw_path!r} is outside the media roots ({roots})")
+        return real
+
+    def fetch(self, uri: str) -> bytes:
+        path = self.resolve(uri)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise FetchError(f"cannot open {str(path)!r}: {exc.strerror or exc}") from exc
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise FetchError(f"{str(path)!r} is not a regular file")
+            if info.st_size > self.max_bytes:
+                raise FetchError(f"{str(path)!r} is {info.st_size} bytes, over {self.max_bytes}")
+            data = handle.read(self.max_bytes + 1)
+        if len(data) > self.max_bytes:
+            raise FetchError(f"{str(path)!r} grew past {self.max_bytes} bytes while read")
+        return data
+
+
+class Fetcher:
+    """Dispatches a URI to the fetcher of its scheme; unknown schemes are refused."""
+
+    def __init__(self, file: FileFetcher) -> None:
+        self.file = file
+
+    def fetch(self, uri: str) -> bytes:
+        scheme = urlsplit(uri).scheme.lower()
+        if scheme == "file":
+            return self.file.fetch(uri)
+        raise FetchError(f"scheme {scheme or '(none)'!r} is not enabled on this worker: {uri!r}")

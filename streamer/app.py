@@ -1,0 +1,113 @@
+"""The faust app: the ingest agent on ``media.uploads`` and its dead-letter topic.
+
+The agent takes micro-batches without acknowledging them (``noack_take``), runs them through
+the :class:`~streamer.ingest.IngestPipeline`, publishes dead letters and waits for their
+delivery, and only then acknowledges the events, so an offset is committed only after the
+vector store and the dead-letter topic both have what the batch produced. (``take()`` would
+acknowledge a batch even when its processing raised.) A crashed agent stops the worker instead
+of leaving a process that looks alive and commits nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import faust
+from mode import CrashingSupervisor
+
+from streamer.errors import TransientError
+from streamer.ingest import IngestPipeline, Record, retry_transient
+from streamer.messages import DeadLetter
+from streamer.settings import Settings
+from topologies.base import Topology
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def batch_window(topologies: Sequence[Topology], settings: Settings) -> tuple[int, float]:
+    """The stream's take size and wait: room for the largest topology batch, the shortest wait."""
+    policies = [
+        t.batch.overridden(settings.batching.max_batch_size, settings.batching.max_wait_ms)
+        for t in topologies
+    ]
+    size = max(p.max_batch_size for p in policies)
+    wait_s = min(p.max_wait_ms for p in policies) / 1000
+    return size, max(wait_s, 0.001)
+
+
+def create_app(
+    settings: Settings, topologies: Sequence[Topology], pipeline: IngestPipeline
+) -> faust.App:
+    kafka = settings.kafka
+    datadir = Path(settings.stack.state_dir) / "faust"
+    app = faust.App(
+        kafka.app_id,
+        broker=[f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
+        autodiscover=False,
+        datadir=str(datadir),
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=kafka.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=kafka.session_timeout_s,
+        broker_rebalance_timeout=kafka.rebalance_timeout_s,
+        broker_heartbeat_interval=kafka.heartbeat_interval_s,
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        web_enabled=False,
+    )
+    uploads = app.topic(kafka.uploads_topic, partitions=kafka.partitions)
+    deadletters = app.topic(kafka.deadletter_topic, partitions=kafka.partitions)
+    take_size, take_wait_s = batch_window(topologies, settings)
+    max_pause_s = settings.runtime.sink_retry_max_s
+
+    async def publish_dead_letter(letter: DeadLetter) -> None:
+        async def send() -> Any:
+            try:
+                delivery = await deadletters.send(
+                    key=letter.key, value=letter.value, headers=letter.headers()
+                )
+                return await delivery
+            except Exception as exc:  # the broker client raises many kinds
+                raise TransientError("kafka", f"dead letter not delivered: {exc}") from exc
+
+        await retry_transient("dead letter", send, max_pause_s=max_pause_s)
+
+    @app.agent(uploads, name="ingest", supervisor_strategy=CrashingSupervisor)
+    async def ingest(stream: faust.StreamT) -> None:
+        async for events in stream.noack_take(take_size, within=take_wait_s):
+            records = [
+                Record(
+                    value=e.value,
+                    key=e.key,
+                    topic=e.message.topic,
+                    partition=e.message.partition,
+                    offset=e.message.offset,
+                )
+                for e in events
+            ]
+            report = await pipeline.process(records)
+            for letter in report.dead_letters:
+                await publish_dead_letter(letter)
+            for event in events:
+                await stream.ack(event)
+            log.info(
+                "batch done",
+                extra={"counts": report.counts(), "offsets": _offsets(records)},
+            )
+
+    return app
+
+
+def _offsets(records: Sequence[Record]) -> dict[str, int]:
+    top: dict[str, int] = {}
+    for r in records:
+        key = f"{r.topic}[{r.partition}]"
+        top[key] = max(top.get(key, -1), r.offset)
+    return top

@@ -1,0 +1,128 @@
+"""The ``streamer`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import click
+
+from streamer.errors import StreamerError
+from streamer.settings import Settings, load_settings
+
+__all__ = ["main"]
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+@click.group()
+def cli() -> None:
+    """streamer: media references on Kafka become searchable vectors in Milvus."""
+
+
+@cli.command()
+def up() -> None:
+    """Start the embedded stack (Tansu, Redis, milvus-lite) in the background."""
+    from streamer.stack.embedded import up as stack_up
+
+    state, started = stack_up(_settings())
+    click.echo("started the embedded stack" if started else "the embedded stack is already up")
+    click.echo(f"  kafka   {state.kafka_bootstrap}")
+    click.echo(f"  redis   {state.redis_url}")
+    click.echo(f"  milvus  {state.milvus_uri}  (data: {state.milvus_data_dir})")
+
+
+@cli.command()
+@click.option("--purge", is_flag=True, help="Also delete the Milvus data.")
+def down(purge: bool) -> None:
+    """Stop the embedded stack; no process is left behind."""
+    from streamer.stack.embedded import down as stack_down
+
+    stopped = stack_down(_settings(), purge=purge)
+    click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@cli.command()
+@click.option("--topology", "names", multiple=True, help="Serve only these topologies.")
+def worker(names: tuple[str, ...]) -> None:
+    """Run the ingestion agent (a faust worker) until interrupted."""
+    from streamer.worker import run_worker
+
+    run_worker(_settings(), _topologies(names))
+
+
+def _topologies(names: tuple[str, ...]) -> tuple[Any, ...]:
+    from topologies import DEFAULT_TOPOLOGIES
+
+    if not names:
+        return DEFAULT_TOPOLOGIES
+    known = {t.name: t for t in DEFAULT_TOPOLOGIES}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise click.BadParameter(f"unknown topology {unknown}; known: {sorted(known)}")
+    return tuple(known[n] for n in names)
+
+
+@cli.command()
+@click.argument("sources", nargs=-1)
+@click.option("--text", "texts", multiple=True, help="Publish inline text (repeatable).")
+@click.option("--id", "asset_id", help="Asset id (one source or text only).")
+@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata for every asset.")
+@click.option("--delete", "delete_ids", multiple=True, help="Publish a delete for this asset id.")
+def produce(
+    sources: tuple[str, ...],
+    texts: tuple[str, ...],
+    asset_id: str | None,
+    meta: tuple[str, ...],
+    delete_ids: tuple[str, ...],
+) -> None:
+    """Publish references to files, folders, globs, URIs, or inline text."""
+    from streamer.messages import UploadMessage
+    from streamer.producer import expand_sources, publish, text_upload
+
+    metadata = dict(_pair(m) for m in meta)
+    uploads = expand_sources(sources, metadata=metadata) if sources else []
+    uploads += [text_upload(t, metadata=metadata) for t in texts]
+    uploads += [UploadMessage(id=i, op="delete") for i in delete_ids]
+    if asset_id is not None:
+        if len(uploads) != 1:
+            raise click.BadParameter("--id needs exactly one source or text")
+        uploads = [uploads[0].model_copy(update={"id": asset_id})]
+    if not uploads:
+        raise click.UsageError("nothing to publish: give paths, URIs, --text or --delete")
+    settings = _settings()
+    sent = asyncio.run(publish(settings.kafka, uploads))
+    click.echo(f"published {sent} message(s) to {settings.kafka.uploads_topic}")
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of results.")
+@click.option("--keep-up", is_flag=True, help="Leave the embedded stack running afterwards.")
+def demo(as_json: bool, keep_up: bool) -> None:
+    """The main job, end to end on the embedded stack, with a results table."""
+    from streamer.demo import run_demo
+
+    summary = run_demo(_settings(), keep_up=keep_up, quiet=as_json)
+    if as_json:
+        click.echo(json.dumps(summary))
+    if summary["indexed"] != summary["expected"]:
+        sys.exit(1)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except StreamerError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,283 @@
+"""``streamer demo``: the main job, end to end on the embedded stack.
+
+It starts the stack, publishes real sample photos and short texts (and two broken inputs, to
+show the dead-letter path), runs a worker until everything is indexed, searches image-to-image
+with transformed copies of the photos and text-to-text with paraphrases, prints the results,
+and stops what it started. The demo works in its own topics, collections and Redis keys, so it
+never touches your data, and it starts from a clean slate each run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from operators.fetch import path_to_uri
+from streamer.errors import StreamerError
+from streamer.messages import UploadMessage
+from streamer.producer import publish_raw
+from streamer.samples import TEXT_PAIRS, transformed_copy, write_photos
+from streamer.settings import Settings, load_settings
+from streamer.stack.embedded import down as stack_down
+from streamer.stack.embedded import up as stack_up
+from streamer.stats import Stats
+from streamer.store import VectorStore
+from streamer.topics import ensure_topics
+from topologies import DEFAULT_TOPOLOGIES, IMAGE, TEXT
+
+__all__ = ["demo_settings", "run_demo"]
+
+PREFIX = "demo"
+INDEX_TIMEOUT_S = 600.0
+
+
+def demo_settings(settings: Settings, media_root: Path) -> Settings:
+    """The same stack, with the demo's own topics, group, collections and Redis keys."""
+    return settings.model_copy(
+        update={
+            "kafka": settings.kafka.model_copy(
+                update={
+                    "app_id": f"streamer-{PREFIX}",
+                    "uploads_topic": f"{PREFIX}.media.uploads",
+                    "deadletter_topic": f"{PREFIX}.media.deadletter",
+                    "search_requests_topic": f"{PREFIX}.search.requests",
+                    "search_results_topic": f"{PREFIX}.search.results",
+                }
+            ),
+            "milvus": settings.milvus.model_copy(update={"collection_prefix": f"{PREFIX}_"}),
+            "redis": settings.redis.model_copy(update={"key_prefix": f"streamer-{PREFIX}"}),
+            "fetch": settings.fetch.model_copy(update={"media_roots": (media_root.resolve(),)}),
+        }
+    )
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """Environment that makes a ``streamer worker`` process use exactly ``settings``."""
+    env = dict(os.environ)
+    k, m, r = settings.kafka, settings.milvus, settings.redis
+    env.update(
+        {
+            "STREAMER_KAFKA_BOOTSTRAP_SERVERS": k.bootstrap_servers,
+            "STREAMER_KAFKA_APP_ID": k.app_id,
+            "STREAMER_KAFKA_UPLOADS_TOPIC": k.uploads_topic,
+            "STREAMER_KAFKA_DEADLETTER_TOPIC": k.deadletter_topic,
+            "STREAMER_KAFKA_SEARCH_REQUESTS_TOPIC": k.search_requests_topic,
+            "STREAMER_KAFKA_SEARCH_RESULTS_TOPIC": k.search_results_topic,
+            "STREAMER_MILVUS_URI": m.uri,
+            "STREAMER_MILVUS_COLLECTION_PREFIX": m.collection_prefix,
+            "STREAMER_REDIS_URL": r.url,
+            "STREAMER_REDIS_KEY_PREFIX": r.key_prefix,
+            "STREAMER_FETCH_MEDIA_ROOTS": os.pathsep.join(str(p) for p in settings.fetch.media_roots),
+            "STREAMER_STACK_STATE_DIR": str(settings.stack.state_dir),
+        }
+    )
+    return env
+
+
+def _reset(settings: Settings, store: VectorStore, client: redis.Redis) -> None:
+    for name in store.collections(settings.milvus.collection_prefix):
+        store.drop(name)
+    for key in client.scan_iter(match=f"{settings.redis.key_prefix}:*", count=1000):
+        client.delete(key)
+
+
+def _uploads(media: Path) -> tuple[list[UploadMessage], list[tuple[bytes | None, bytes]]]:
+    photos = write_photos(media)
+    good = [
+        UploadMessage(
+            id=f"photo-{name}",
+            uri=path_to_uri(path),
+            metadata={"source": "scikit-image", "name": name},
+        )
+        for name, path in photos.items()
+    ]
+    good += [
+        UploadMessage(id=f"text-{i:02d}", text=sentence, metadata={"source": "demo"})
+        for i, (sentence, _) in enumerate(TEXT_PAIRS)
+    ]
+    (media / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    bad = [
+        (b"broken-photo", UploadMessage(id="broken-photo", uri=path_to_uri(media / "broken.jpg")).to_bytes()),
+        (b"malformed", b'{"id": "malformed", "uri": '),
+    ]
+    return good, bad
+
+
+def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "wb") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streamer", "worker"],
+            env=worker_env(settings),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def run_demo(settings: Settings, *, keep_up: bool = False, quiet: bool = False) -> dict[str, Any]:
+    started_at = time.perf_counter()
+    console = Console(stderr=quiet)
+    state, started_stack = stack_up(settings)
+    console.print(f"[bold]embedded stack[/] kafka {state.kafka_bootstrap} · redis "
+                  f"{state.redis_url} · milvus {state.milvus_uri}")
+    base = load_settings()
+    demo_dir = base.stack.state_dir / "demo"
+    media = demo_dir / "media"
+    media.mkdir(parents=True, exist_ok=True)
+    settings = demo_settings(base, media)
+    store = VectorStore(settings.milvus)
+    client = redis.Redis.from_url(settings.redis.url)
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        _reset(settings, store, client)
+        asyncio.run(ensure_topics(settings.kafka))
+        good, bad = _uploads(media)
+        worker = _start_worker(settings, demo_dir / "worker.log")
+        records = [(u.id.encode(), u.to_bytes()) for u in good] + bad
+        asyncio.run(publish_raw(settings.kafka, records, topic=settings.kafka.uploads_topic))
+        console.print(f"published {len(good)} uploads and {len(bad)} broken inputs "
+                      f"to {settings.kafka.uploads_topic}")
+
+        from streamer.embedders import load_embedder
+
+        embedders = {t.name: load_embedder(t, settings.fetch) for t in DEFAULT_TOPOLOGIES}
+        stats = Stats(client, prefix=settings.redis.key_prefix)
+        expected = {t.name: [u.id for u in good if u.kind == t.media_type] for t in DEFAULT_TOPOLOGIES}
+        indexed, dead = _wait_indexed(settings, store, stats, expected, len(bad), worker, console)
+
+        image_rows = _image_searches(settings, store, embedders[IMAGE.name], media)
+        text_rows = _text_searches(settings, store, embedders[TEXT.name])
+        self_top1 = sum(r[-1] for r in image_rows) / max(1, len(image_rows))
+        text_top1 = sum(r[-1] for r in text_rows) / max(1, len(text_rows))
+        _print_results(console, image_rows, text_rows, stats.read())
+        summary = {
+            "indexed": indexed,
+            "expected": len(good),
+            "dead_lettered": dead,
+            "dead_letters_expected": len(bad),
+            "self_top1": round(self_top1, 4),
+            "text_top1": round(text_top1, 4),
+            "image_queries": len(image_rows),
+            "text_queries": len(text_rows),
+            "model_calls": stats.read().get("embedded", 0),
+            "seconds": round(time.perf_counter() - started_at, 1),
+        }
+        console.print(
+            f"[bold]indexed {indexed}/{len(good)}[/], dead letters {dead}, "
+            f"image self-top1 {self_top1:.0%}, text paraphrase top1 {text_top1:.0%}, "
+            f"{summary['seconds']}s"
+        )
+        return summary
+    finally:
+        if worker is not None:
+            _stop_worker(worker)
+        store.close()
+        if started_stack and not keep_up:
+            stack_down(settings)
+            console.print("stopped the embedded stack")
+
+
+def _wait_indexed(
+    settings: Settings,
+    store: VectorStore,
+    stats: Stats,
+    expected: dict[str, list[str]],
+    bad: int,
+    worker: subprocess.Popen[bytes],
+    console: Console,
+) -> tuple[int, int]:
+    total = sum(len(ids) for ids in expected.values())
+    topologies = {t.name: t for t in DEFAULT_TOPOLOGIES}
+    deadline = time.monotonic() + INDEX_TIMEOUT_S
+    columns = (TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    indexed = dead = 0
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("indexing", total=total)
+        while time.monotonic() < deadline:
+            indexed = 0
+            for name, ids in expected.items():
+                collection = topologies[name].collection_name(prefix=settings.milvus.collection_prefix)
+                if collection in store.collections(collection):
+                    indexed += len(store.fetch(collection, ids))
+            dead = stats.read().get("dead_lettered", 0)
+            progress.update(task, completed=indexed)
+            if indexed >= total and dead >= bad:
+                break
+            if worker.poll() is not None:
+                raise StreamerError(f"the demo worker exited with {worker.returncode}; "
+                                    f"see {settings.stack.state_dir / 'demo' / 'worker.log'}")
+            time.sleep(0.5)
+    return indexed, dead
+
+
+def _image_searches(
+    settings: Settings, store: VectorStore, embedder: Any, media: Path
+) -> list[tuple[str, str, float, bool]]:
+    alias = IMAGE.alias(prefix=settings.milvus.collection_prefix)
+    rows = []
+    for variant in range(2):
+        for path in sorted(media.glob("*.jpg")):
+            if path.stem == "broken":
+                continue
+            query = embedder.embed([embedder.prepare(transformed_copy(path, variant))])
+            top = store.search(alias, query, top_k=3)[0]
+            best = top[0] if top else {"id": "-", "score": 0.0}
+            label = f"{path.stem} (copy {variant + 1})"
+            rows.append((label, best["id"], best["score"], best["id"] == f"photo-{path.stem}"))
+    return rows
+
+
+def _text_searches(
+    settings: Settings, store: VectorStore, embedder: Any
+) -> list[tuple[str, str, float, bool]]:
+    alias = TEXT.alias(prefix=settings.milvus.collection_prefix)
+    queries = [q for _, q in TEXT_PAIRS]
+    vectors = embedder.embed(queries)
+    results = store.search(alias, vectors, top_k=3)
+    rows = []
+    for i, (query, hits) in enumerate(zip(queries, results, strict=True)):
+        best = hits[0] if hits else {"id": "-", "score": 0.0, "text": ""}
+        rows.append((query, best.get("text") or best["id"], best["score"], best["id"] == f"text-{i:02d}"))
+    return rows
+
+
+def _print_results(
+    console: Console,
+    image_rows: list[tuple[str, str, float, bool]],
+    text_rows: list[tuple[str, str, float, bool]],
+    counters: dict[str, int],
+) -> None:
+    images = Table(title="image → image: transformed copies find their original")
+    for column in ("query (resized, recompressed, cropped)", "top hit", "score", ""):
+        images.add_column(column)
+    for label, hit, score, ok in image_rows:
+        images.add_row(label, hit, f"{score:.3f}", "✓" if ok else "✗")
+    console.print(images)
+    texts = Table(title="text → text: paraphrases find their sentence")
+    for column in ("query", "top hit", "score", ""):
+        texts.add_column(column)
+    for query, hit, score, ok in text_rows:
+        texts.add_row(query, hit, f"{score:.3f}", "✓" if ok else "✗")
+    console.print(texts)
+    console.print("worker counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))

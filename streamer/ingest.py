@@ -1,0 +1,359 @@
+"""The ingest path of one micro-batch, independent of Kafka: records in, rows and dead letters out.
+
+For each batch: validate every message; keep the last message per asset id; apply deletes to
+every version's collection; for upserts, per topology, fetch and hash the content, skip assets
+whose stored row is already current (Redis first, the vector store when Redis does not know),
+reuse the stored vector when only metadata changed, decode and embed the rest in batches of
+the topology's policy, and upsert. A dependency that is down is retried until it answers, so
+the caller only acknowledges a batch the vector store has acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from operators.fetch import Fetcher
+from streamer.dedupe import DedupeCache, content_hash, row_digest
+from streamer.embedders import Embedder
+from streamer.errors import EmbedError, InvalidMessage, SinkError, StageError, TransientError
+from streamer.messages import DeadLetter, UploadMessage, parse_upload
+from streamer.stats import Stats
+from streamer.store import StoredRow, VectorRow, VectorStore
+from topologies.base import BatchPolicy, Topology
+
+__all__ = ["IngestPipeline", "IngestReport", "Record", "retry_transient"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed Kafka record."""
+
+    value: bytes | None
+    key: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(slots=True)
+class IngestReport:
+    received: int = 0
+    embedded: int = 0
+    skipped: int = 0
+    reused: int = 0
+    upserted: int = 0
+    deleted: int = 0
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "received": self.received,
+            "embedded": self.embedded,
+            "skipped": self.skipped,
+            "reused": self.reused,
+            "upserted": self.upserted,
+            "deleted": self.deleted,
+            "dead_lettered": len(self.dead_letters),
+        }
+
+
+@dataclass(slots=True)
+class _Item:
+    record: Record
+    upload: UploadMessage
+    data: bytes = b""
+    content_hash: str = ""
+    digest: str = ""
+    prepared: Any = None
+    vector: Any = None
+
+
+async def retry_transient(
+    what: str, fn: Callable[[], Awaitable[T]], *, max_pause_s: float = 30.0
+) -> T:
+    """Await ``fn`` until no :class:`TransientError` comes back; pauses grow to ``max_pause_s``."""
+    pause, attempt = 0.5, 0
+    while True:
+        try:
+            return await fn()
+        except TransientError as exc:
+            attempt += 1
+            log.warning("%s: %s; attempt %d, retrying in %.1fs", what, exc, attempt, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, max_pause_s)
+
+
+class IngestPipeline:
+    def __init__(
+        self,
+        *,
+        topologies: Sequence[Topology],
+        embedders: Mapping[str, Embedder],
+        store: VectorStore,
+        cache: DedupeCache,
+        fetcher: Fetcher,
+        stats: Stats,
+        decode_pool: Executor,
+        model_pool: Executor,
+        policies: Mapping[str, BatchPolicy] | None = None,
+        collection_prefix: str = "",
+        max_retry_pause_s: float = 30.0,
+    ) -> None:
+        self.topologies = {t.name: t for t in topologies}
+        self.by_media = {t.media_type: t for t in topologies}
+        self.embedders = embedders
+        self.store = store
+        self.cache = cache
+        self.fetcher = fetcher
+        self.stats = stats
+        self.decode_pool = decode_pool
+        self.model_pool = model_pool
+        self.policies = dict(policies or {t.name: t.batch for t in topologies})
+        self.prefix = collection_prefix
+        self.max_retry_pause_s = max_retry_pause_s
+
+    def collection(self, topology: Topology) -> str:
+        return topology.collection_name(prefix=self.prefix)
+
+    async def _io(self, what: str, fn: Callable[[], T]) -> T:
+        """Run blocking store work in a thread, retrying while the store is unavailable."""
+        loop = asyncio.get_running_loop()
+        return await retry_transient(
+            what,
+            lambda: loop.run_in_executor(None, fn),
+            max_pause_s=self.max_retry_pause_s,
+        )
+
+    async def process(self, records: Sequence[Record]) -> IngestReport:
+        report = IngestReport(received=len(records))
+        latest: dict[str, _Item] = {}
+        for record in records:
+            try:
+                upload = parse_upload(record.value)
+            except InvalidMessage as exc:
+                report.dead_letters.append(self._dead(record, exc))
+                continue
+            if upload.op == "upsert" and upload.kind not in self.by_media:
+                exc = InvalidMessage(
+                    f"media_type {upload.kind!r} has no topology on this worker", asset_id=upload.id
+                )
+                report.dead_letters.append(self._dead(record, exc))
+                continue
+            latest.pop(upload.id, None)  # a later message for the same id supersedes
+            latest[upload.id] = _Item(record, upload)
+
+        deletes = [i for i in latest.values() if i.upload.op == "delete"]
+        if deletes:
+            report.deleted += await self._delete(deletes)
+        groups: dict[str, list[_Item]] = {}
+        for item in latest.values():
+            if item.upload.op == "upsert":
+                groups.setdefault(self.by_media[item.upload.kind].name, []).append(item)
+        for name, items in groups.items():
+            await self._upsert(self.topologies[name], items, report)
+        self.stats.add(report.counts())
+        return report
+
+    def _dead(self, record: Record, error: StageError) -> DeadLetter:
+        log.warning(
+            "dead letter: %s (topic=%s partition=%d offset=%d)",
+            error,
+            record.topic,
+            record.partition,
+            record.offset,
+        )
+        return DeadLetter.from_error(
+            error,
+            value=record.value or b"",
+            key=record.key,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+
+    async def _delete(self, items: Sequence[_Item]) -> int:
+        ids_by_topology: dict[str, list[str]] = {}
+        for item in items:
+            kind = item.upload.media_type
+            targets = [self.by_media[kind]] if kind in self.by_media else self.topologies.values()
+            for topology in targets:
+                ids_by_topology.setdefault(topology.name, []).append(item.upload.id)
+        for name, ids in ids_by_topology.items():
+            prefix = f"{self.prefix}{name}__"
+            collections = await self._io("list", lambda p=prefix: self.store.collections(p))  # type: ignore[misc]
+            for collection in collections:
+                await self._io("delete", lambda c=collection: self.store.delete(c, ids))  # type: ignore[misc]
+                token = await self._io("describe", lambda c=collection: self.store.incarnation(c))  # type: ignore[misc]
+                self.cache.forget(f"{collection}@{token}", ids)
+        return len(items)
+
+    async def _upsert(self, topology: Topology, items: list[_Item], report: IngestReport) -> None:
+        embedder = self.embedders[topology.name]
+        collection = self.collection(topology)
+        token = await self._io(
+            "ensure collection",
+            lambda: self.store.ensure_collection(
+                collection, embedder.dim, alias=topology.alias(prefix=self.prefix)
+            ),
+        )
+        cache_key = f"{collection}@{token}"
+        loop = asyncio.get_running_loop()
+
+        fetched = await asyncio.gather(
+            *(loop.run_in_executor(self.decode_pool, self._fetch, item) for item in items)
+        )
+        live: list[_Item] = []
+        for item, error in zip(items, fetched, strict=True):
+            if error is None:
+                live.append(item)
+            else:
+                report.dead_letters.append(self._dead(item.record, error))
+
+        current, reuse, fresh = await self._classify(collection, cache_key, live)
+        report.skipped += len(current)
+
+        prepared = await asyncio.gather(
+            *(loop.run_in_executor(self.decode_pool, self._prepare, embedder, i) for i in fresh)
+        )
+        to_embed: list[_Item] = []
+        for item, error in zip(fresh, prepared, strict=True):
+            if error is None:
+                to_embed.append(item)
+            else:
+                report.dead_letters.append(self._dead(item.record, error))
+
+        policy = self.policies.get(topology.name, topology.batch)
+        embedded: list[_Item] = []
+        for start in range(0, len(to_embed), policy.max_batch_size):
+            chunk = to_embed[start : start + policy.max_batch_size]
+            ok, failed = await loop.run_in_executor(self.model_pool, self._embed, embedder, chunk)
+            embedded.extend(ok)
+            report.dead_letters.extend(self._dead(i.record, e) for i, e in failed)
+        report.embedded += len(embedded)
+        report.reused += len(reuse)
+
+        rows = [self._row(topology, item) for item in [*reuse, *embedded]]
+        stored = await self._sink(collection, rows, [*reuse, *embedded], report)
+        report.upserted += len(stored)
+        self.cache.put(cache_key, {i.upload.id: i.digest for i in [*current, *stored]})
+
+    def _fetch(self, item: _Item) -> StageError | None:
+        upload = item.upload
+        try:
+            if upload.text is not None:
+                item.data = upload.text.encode()
+            else:
+                assert upload.uri is not None
+                item.data = self.fetcher.fetch(upload.uri)
+        except StageError as exc:
+            return exc.for_asset(upload.id)
+        item.content_hash = content_hash(item.data)
+        item.digest = row_digest(item.content_hash, upload.uri or "", upload.metadata)
+        return None
+
+    async def _classify(
+        self, collection: str, cache_key: str, items: list[_Item]
+    ) -> tuple[list[_Item], list[_Item], list[_Item]]:
+        """Split into (stored row current, same content stored, needs the model)."""
+        known = self.cache.get(cache_key, [i.upload.id for i in items])
+        current = [i for i in items if known.get(i.upload.id) == i.digest]
+        unknown = [i for i in items if known.get(i.upload.id) != i.digest]
+        if not unknown:
+            return current, [], []
+        ids = [i.upload.id for i in unknown]
+        stored: dict[str, StoredRow] = await self._io(
+            "dedupe lookup", lambda: self.store.fetch(collection, ids)
+        )
+        reuse_ids: list[str] = []
+        fresh: list[_Item] = []
+        for item in unknown:
+            row = stored.get(item.upload.id)
+            if row is not None and row.content_hash == item.content_hash:
+                if row_digest(row.content_hash, row.uri, row.metadata) == item.digest:
+                    current.append(item)
+                else:
+                    reuse_ids.append(item.upload.id)
+            else:
+                fresh.append(item)
+        reuse: list[_Item] = []
+        if reuse_ids:
+            with_vectors = await self._io(
+                "vector lookup", lambda: self.store.fetch(collection, reuse_ids, with_vectors=True)
+            )
+            for item in unknown:
+                row = with_vectors.get(item.upload.id)
+                if item.upload.id in reuse_ids and row is not None and row.vector is not None:
+                    item.vector = row.vector
+                    reuse.append(item)
+                elif item.upload.id in reuse_ids:
+                    fresh.append(item)  # deleted meanwhile: embed again
+        return current, reuse, fresh
+
+    def _prepare(self, embedder: Embedder, item: _Item) -> StageError | None:
+        try:
+            item.prepared = embedder.prepare(item.data)
+        except StageError as exc:
+            return exc.for_asset(item.upload.id)
+        item.data = b""  # the bytes are no longer needed; keep batches small in memory
+        return None
+
+    def _embed(
+        self, embedder: Embedder, chunk: list[_Item]
+    ) -> tuple[list[_Item], list[tuple[_Item, StageError]]]:
+        """Embed a chunk; if the chunk fails, embed item by item so one bad item is isolated."""
+        try:
+            vectors = embedder.embed([i.prepared for i in chunk])
+        except Exception as exc:  # a model error must not fail the whole batch
+            if len(chunk) == 1:
+                cause = exc.cause if isinstance(exc, StageError) else f"{type(exc).__name__}: {exc}"
+                return [], [(chunk[0], EmbedError(cause, asset_id=chunk[0].upload.id))]
+            ok: list[_Item] = []
+            failed: list[tuple[_Item, StageError]] = []
+            for item in chunk:
+                one_ok, one_failed = self._embed(embedder, [item])
+                ok.extend(one_ok)
+                failed.extend(one_failed)
+            return ok, failed
+        for item, vector in zip(chunk, vectors, strict=True):
+            item.vector = vector
+            item.prepared = None
+        return chunk, []
+
+    def _row(self, topology: Topology, item: _Item) -> VectorRow:
+        upload = item.upload
+        return VectorRow(
+            id=upload.id,
+            vector=item.vector,
+            content_hash=item.content_hash,
+            model_version=topology.model_version,
+            media_type=topology.media_type,
+            uri=upload.uri or "",
+            text=upload.text or "",
+            metadata=upload.metadata,
+        )
+
+    async def _sink(
+        self, collection: str, rows: list[VectorRow], items: list[_Item], report: IngestReport
+    ) -> list[_Item]:
+        """Upsert rows; a permanent rejection is isolated to its rows, which go to dead letters."""
+        if not rows:
+            return []
+        try:
+            await self._io("upsert", lambda: self.store.upsert(collection, rows))
+            return items
+        except SinkError as exc:
+            if len(rows) == 1:
+                report.dead_letters.append(self._dead(items[0].record, exc.for_asset(rows[0].id)))
+                return []
+        stored: list[_Item] = []
+        for row, item in zip(rows, items, strict=True):
+            stored.extend(await self._sink(collection, [row], [item], report))
+        return stored

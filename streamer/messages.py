@@ -1,0 +1,204 @@
+"""Wire messages of the public contract (JSON values, UTF-8), validated field by field.
+
+``media.uploads`` carries :class:`UploadMessage`; ``media.deadletter`` carries the original bytes
+with the headers of :class:`DeadLetter`; ``search.requests`` / ``search.results`` carry
+:class:`SearchRequest` / :class:`SearchResult`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from streamer.errors import InvalidMessage, Stage, StageError
+
+__all__ = [
+    "DeadLetter",
+    "Hit",
+    "MediaType",
+    "SearchRequest",
+    "SearchResult",
+    "UploadMessage",
+    "infer_media_type",
+    "parse_upload",
+]
+
+MediaType = Literal["image", "text"]
+MAX_ID_CHARS = 512
+MAX_URI_CHARS = 4096
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+TEXT_SUFFIXES = frozenset({".txt", ".md", ".text"})
+URI_SCHEMES = frozenset({"file", "http", "https", "s3"})
+
+
+def infer_media_type(uri: str | None, text: str | None) -> MediaType | None:
+    """Text when inline text is given, else by the URI's file suffix; None when unknown."""
+    if text is not None:
+        return "text"
+    if uri is None:
+        return None
+    suffix = PurePosixPath(urlsplit(uri).path).suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in TEXT_SUFFIXES:
+        return "text"
+    return None
+
+
+class UploadMessage(BaseModel):
+    """A reference to one uploaded asset, or a request to delete one."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    uri: str | None = Field(None, max_length=MAX_URI_CHARS)
+    media_type: MediaType | None = None
+    text: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    op: Literal["upsert", "delete"] = "upsert"
+
+    @model_validator(mode="after")
+    def _check(self) -> UploadMessage:
+        if self.id != self.id.strip() or any(ord(c) < 32 for c in self.id):
+            raise ValueError("id: must not have surrounding spaces or control characters")
+        if self.op == "delete":
+            return self
+        if self.uri is None and self.text is None:
+            raise ValueError("uri or text: an upsert needs a uri or inline text")
+        if self.uri is not None:
+            scheme = urlsplit(self.uri).scheme.lower()
+            if scheme not in URI_SCHEMES:
+                raise ValueError(
+                    f"uri: scheme {scheme or '(none)'!r} is not one of {sorted(URI_SCHEMES)}"
+                )
+        if self.media_type is None:
+            inferred = infer_media_type(self.uri, self.text)
+            if inferred is None:
+                raise ValueError("media_type: absent and cannot be inferred from the uri")
+            object.__setattr__(self, "media_type", inferred)
+        return self
+
+    @property
+    def kind(self) -> MediaType:
+        """The media type, known after validation for every upsert."""
+        assert self.media_type is not None
+        return self.media_type
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def parse_upload(value: bytes | None) -> UploadMessage:
+    """Parse one ``media.uploads`` value or raise :class:`InvalidMessage` naming field and problem."""
+    if not value:
+        raise InvalidMessage("empty message value")
+    try:
+        data = json.loads(value)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidMessage(f"value is not UTF-8 JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidMessage(f"value must be a JSON object, got {type(data).__name__}")
+    asset_id = data.get("id") if isinstance(data.get("id"), str) else None
+    try:
+        return UploadMessage.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidMessage(_describe(exc), asset_id=asset_id) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An input that could not be processed, with where it came from and why."""
+
+    value: bytes
+    key: bytes | None
+    stage: Stage
+    error_class: str
+    error_message: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    attempts: int = 1
+
+    @classmethod
+    def from_error(
+        cls,
+        error: StageError,
+        *,
+        value: bytes,
+        key: bytes | None,
+        topic: str,
+        partition: int,
+        offset: int,
+        attempts: int = 1,
+    ) -> DeadLetter:
+        return cls(
+            value=value,
+            key=key,
+            stage=error.stage,
+            error_class=type(error).__name__,
+            error_message=str(error),
+            source_topic=topic,
+            source_partition=partition,
+            source_offset=offset,
+            attempts=attempts,
+        )
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            ("x-error-stage", self.stage.encode()),
+            ("x-error-class", self.error_class.encode()),
+            ("x-error-message", self.error_message.encode()[:4096]),
+            ("x-source-topic", self.source_topic.encode()),
+            ("x-source-partition", str(self.source_partition).encode()),
+            ("x-source-offset", str(self.source_offset).encode()),
+            ("x-attempts", str(self.attempts).encode()),
+        ]
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    request_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    text: str | None = None
+    uri: str | None = Field(None, max_length=MAX_URI_CHARS)
+    vector: list[float] | None = None
+    topology: str | None = None
+    top_k: int = Field(10, ge=1)
+    filter: dict[str, Any] = Field(default_factory=dict)
+    version: str | None = None
+    reply_to: str = "search.results"
+
+
+class Hit(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    score: float
+    uri: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class SearchResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str
+    hits: list[Hit] = Field(default_factory=list)
+    topology: str | None = None
+    model_version: str | None = None
+    took_ms: float = 0.0
+    error: str | None = None

@@ -1,0 +1,188 @@
+"""Typed, frozen settings: one model per concern, read from ``STREAMER_*`` variables in one place.
+
+Each model names its environment prefix; a field ``bootstrap_servers`` of :class:`KafkaSettings`
+is read from ``STREAMER_KAFKA_BOOTSTRAP_SERVERS``. :func:`load_settings` is the only code that
+reads the environment. When ``streamer up`` has recorded an embedded stack, its addresses fill
+the fields the environment leaves unset, so every command finds the running stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from streamer.errors import ConfigError
+
+__all__ = [
+    "BatchingSettings",
+    "FetchSettings",
+    "KafkaSettings",
+    "MilvusSettings",
+    "RedisSettings",
+    "RuntimeSettings",
+    "Settings",
+    "StackSettings",
+    "load_settings",
+]
+
+
+class _Concern(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    env_prefix: ClassVar[str]
+
+
+class KafkaSettings(_Concern):
+    env_prefix = "STREAMER_KAFKA_"
+    bootstrap_servers: str = "127.0.0.1:19092"
+    app_id: str = Field("streamer", description="faust app id, also the consumer group id")
+    uploads_topic: str = "media.uploads"
+    deadletter_topic: str = "media.deadletter"
+    search_requests_topic: str = "search.requests"
+    search_results_topic: str = "search.results"
+    partitions: int = Field(4, ge=1, description="partitions of the topics streamer creates")
+    session_timeout_s: float = Field(10.0, gt=0)
+    rebalance_timeout_s: float = Field(10.0, gt=0)
+    heartbeat_interval_s: float = Field(1.0, gt=0)
+
+
+class RedisSettings(_Concern):
+    env_prefix = "STREAMER_REDIS_"
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = Field("streamer", min_length=1)
+    password: SecretStr | None = None
+
+
+class MilvusSettings(_Concern):
+    env_prefix = "STREAMER_MILVUS_"
+    uri: str = "http://127.0.0.1:19530"
+    token: SecretStr | None = None
+    collection_prefix: str = Field("", description="prepended to every collection and alias name")
+
+
+class BatchingSettings(_Concern):
+    """Overrides of the batching policy declared by each topology (unset: the topology's own)."""
+
+    env_prefix = "STREAMER_BATCH_"
+    max_batch_size: int | None = Field(None, ge=1)
+    max_wait_ms: int | None = Field(None, ge=0)
+    decode_workers: int = Field(max(1, min(8, os.cpu_count() or 1)), ge=1)
+
+
+class FetchSettings(_Concern):
+    env_prefix = "STREAMER_FETCH_"
+    media_roots: tuple[Path, ...] = Field(
+        default_factory=lambda: (Path.cwd(),),
+        description="file:// URIs must resolve under one of these folders",
+    )
+    max_bytes: int = Field(50 * 1024 * 1024, gt=0)
+    max_text_bytes: int = Field(60_000, gt=0, le=60_000)
+    max_image_pixels: int = Field(64_000_000, gt=0)
+
+    @field_validator("media_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(Path(p).expanduser() for p in value.split(os.pathsep) if p)
+        return value
+
+    @field_validator("media_roots")
+    @classmethod
+    def _resolve_roots(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        return tuple(p.expanduser().resolve() for p in value)
+
+
+class RuntimeSettings(_Concern):
+    env_prefix = "STREAMER_"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    torch_threads: int = Field(0, ge=0, description="0: torch's default")
+    log_level: str = "INFO"
+    log_format: Literal["console", "json"] = "console"
+    web_port: int = Field(6066, ge=0, le=65535)
+    sink_retry_max_s: float = Field(30.0, gt=0, description="longest pause between sink retries")
+
+
+class StackSettings(_Concern):
+    env_prefix = "STREAMER_STACK_"
+    state_dir: Path = Field(default_factory=lambda: Path.home() / ".streamer")
+    kafka_port: int = Field(19092, ge=0, le=65535)
+    milvus_port: int = Field(19530, ge=0, le=65535)
+    redis_port: int = Field(16379, ge=0, le=65535, description="used when streamer starts Redis")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    milvus: MilvusSettings = Field(default_factory=MilvusSettings)
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    stack: StackSettings = Field(default_factory=StackSettings)
+
+
+_C = TypeVar("_C", bound=_Concern)
+
+_CONCERNS: dict[str, type[_Concern]] = {
+    "kafka": KafkaSettings,
+    "redis": RedisSettings,
+    "milvus": MilvusSettings,
+    "batching": BatchingSettings,
+    "fetch": FetchSettings,
+    "runtime": RuntimeSettings,
+    "stack": StackSettings,
+}
+
+
+def _from_env(model: type[_Concern], env: Mapping[str, str]) -> dict[str, str]:
+    values = {}
+    for name in model.model_fields:
+        key = f"{model.env_prefix}{name.upper()}"
+        if key in env:
+            values[name] = env[key]
+    return values
+
+
+def stack_state_file(state_dir: Path) -> Path:
+    return state_dir / "stack.json"
+
+
+def _stack_addresses(state_dir: Path) -> dict[str, dict[str, str]]:
+    """Addresses recorded by ``streamer up``, shaped like the settings concerns."""
+    path = stack_state_file(state_dir)
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {
+        "kafka": {"bootstrap_servers": state["kafka_bootstrap"]},
+        "redis": {"url": state["redis_url"]},
+        "milvus": {"uri": state["milvus_uri"]},
+    }
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, use_stack: bool = True) -> Settings:
+    """Read every concern from ``env`` (default: the process environment), once."""
+    env = os.environ if env is None else env
+    raw = {name: _from_env(model, env) for name, model in _CONCERNS.items()}
+    stack = _build(StackSettings, raw["stack"])
+    if use_stack:
+        for concern, values in _stack_addresses(stack.state_dir).items():
+            raw[concern] = {**values, **raw[concern]}
+    built = {name: _build(_CONCERNS[name], values) for name, values in raw.items()}
+    return Settings(**built)  # type: ignore[arg-type]
+
+
+def _build(model: type[_C], values: Mapping[str, str]) -> _C:
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{model.env_prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc

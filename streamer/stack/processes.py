@@ -1,0 +1,110 @@
+"""Background processes that outlive the command that started them, and their clean stop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamer.errors import StackError
+
+__all__ = [
+    "ManagedProcess",
+    "free_port",
+    "port_open",
+    "spawn",
+    "stop",
+    "wait_until",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedProcess:
+    name: str
+    pid: int
+    marker: str  # a word of its command line, to recognise it after a pid is reused
+    log: str
+
+    def alive(self) -> bool:
+        try:
+            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            status = Path(f"/proc/{self.pid}/stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            return False
+        return status != "Z" and self.marker.encode() in cmdline
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def spawn(name: str, argv: Sequence[str], *, log_dir: Path, marker: str) -> ManagedProcess:
+    """Start ``argv`` in its own session, detached from the terminal, logging to a file."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    return ManagedProcess(name=name, pid=proc.pid, marker=marker, log=str(log_path))
+
+
+def wait_until(
+    what: str, check: Callable[[], bool], *, timeout_s: float, process: ManagedProcess | None
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if process is not None and not process.alive():
+            raise StackError(f"{what} exited during start-up; see {process.log}")
+        time.sleep(0.2)
+    where = f"; see {process.log}" if process else ""
+    raise StackError(f"{what} not ready after {timeout_s:.0f}s{where}")
+
+
+def stop(process: ManagedProcess, *, grace_s: float = 10.0) -> None:
+    """SIGTERM its process group, then SIGKILL after ``grace_s``; returns when it is gone."""
+    if not process.alive():
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and process.alive():
+        _reap(process.pid)
+        time.sleep(0.1)
+    if process.alive():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and process.alive():
+            _reap(process.pid)
+            time.sleep(0.1)
+    if process.alive():
+        raise StackError(f"{process.name} (pid {process.pid}) did not stop")
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)

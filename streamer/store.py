@@ -1,0 +1,301 @@
+"""The Milvus sink: one collection per topology and model version, an alias per topology.
+
+Rows keep the asset id (primary key, so a re-delivery overwrites instead of duplicating), the
+uri or inline text, the content hash, the model version and the metadata: enough to backfill a
+new model version from what is stored. Vectors are unit length; the metric is inner product.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+from pymilvus import DataType, MilvusClient, MilvusException
+
+from streamer.errors import SinkError, TransientError
+from streamer.settings import MilvusSettings
+
+__all__ = ["StoredRow", "VectorRow", "VectorStore", "escape_literal", "id_filter"]
+
+T = TypeVar("T")
+
+ID_MAX_CHARS = 512
+URI_MAX_BYTES = 16_384
+TEXT_MAX_BYTES = 65_535
+QUERY_CHUNK = 500
+INCARNATION = "streamer.incarnation"
+
+
+def escape_literal(value: str) -> str:
+    """A Milvus string literal that no value can break out of."""
+    if any(ord(c) < 32 for c in value):
+        raise SinkError(f"control characters are not allowed in filter values: {value!r}")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def id_filter(ids: Iterable[str]) -> str:
+    return f"id in [{', '.join(escape_literal(i) for i in ids)}]"
+
+
+@dataclass(frozen=True, slots=True)
+class VectorRow:
+    id: str
+    vector: npt.NDArray[np.float32]
+    content_hash: str
+    model_version: str
+    media_type: str
+    uri: str = ""
+    text: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_entity(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "vector": self.vector.astype(np.float32).tolist(),
+            "content_hash": self.content_hash,
+            "model_version": self.model_version,
+            "media_type": self.media_type,
+            "uri": self.uri,
+            "text": self.text,
+            "metadata": self.metadata,
+            "updated_ms": int(time.time() * 1000),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """What the store holds for one asset, as needed to decide whether work is needed."""
+
+    id: str
+    content_hash: str
+    uri: str
+    metadata: dict[str, Any]
+    vector: npt.NDArray[np.float32] | None = None
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, grpc.RpcError | ConnectionError | TimeoutError):
+        return True
+    text = str(exc).lower()
+    return any(w in text for w in ("unavailable", "connect", "deadline", "timeout", "closed"))
+
+
+class VectorStore:
+    """Typed access to Milvus for the ingest path and the search path."""
+
+    def __init__(self, settings: MilvusSettings) -> None:
+        self.settings = settings
+        self._client: MilvusClient | None = None
+        self._incarnations: dict[str, str] = {}
+
+    @property
+    def client(self) -> MilvusClient:
+        if self._client is None:
+            token = self.settings.token.get_secret_value() if self.settings.token else ""
+            self._client = self._call("connect", lambda: MilvusClient(uri=self.settings.uri, token=token))
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+            self._incarnations.clear()
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except (MilvusException, grpc.RpcError, ConnectionError, TimeoutError) as exc:
+            if _is_transient(exc):
+                self._incarnations.clear()
+                raise TransientError("milvus", f"{what}: {exc}") from exc
+            raise SinkError(f"milvus {what} failed: {exc}") from exc
+
+    # collections and aliases
+
+    def ensure_collection(self, name: str, dim: int, *, alias: str | None = None) -> str:
+        """Create and load ``name`` if missing; point ``alias`` at it if the alias is free.
+
+        Returns the collection's incarnation: a token that changes when the collection is
+        dropped and created again, so caches keyed by it never outlive the data.
+        """
+        if name in self._incarnations:
+            return self._incarnations[name]
+        client = self.client
+        if not self._call("has_collection", lambda: client.has_collection(name)):
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_CHARS * 4)
+            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+            schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
+            schema.add_field("model_version", DataType.VARCHAR, max_length=128)
+            schema.add_field("media_type", DataType.VARCHAR, max_length=16)
+            schema.add_field("uri", DataType.VARCHAR, max_length=URI_MAX_BYTES)
+            schema.add_field("text", DataType.VARCHAR, max_length=TEXT_MAX_BYTES)
+            schema.add_field("metadata", DataType.JSON)
+            schema.add_field("updated_ms", DataType.INT64)
+            index = MilvusClient.prepare_index_params()
+            index.add_index("vector", index_type="FLAT", metric_type="IP")
+            try:
+                self._call(
+                    "create_collection",
+                    lambda: client.create_collection(
+                        name,
+                        schema=schema,
+                        index_params=index,
+                        properties={INCARNATION: uuid.uuid4().hex},
+                    ),
+                )
+            except SinkError:
+                # Another worker may have created it between the check and the create.
+                if not self._call("has_collection", lambda: client.has_collection(name)):
+                    raise
+        self._call("load_collection", lambda: client.load_collection(name))
+        if alias is not None and self.alias_target(alias) is None:
+            try:
+                self._call("create_alias", lambda: client.create_alias(name, alias))
+            except SinkError:
+                if self.alias_target(alias) is None:
+                    raise
+        return self.incarnation(name)
+
+    def incarnation(self, name: str) -> str:
+        if name not in self._incarnations:
+            described = self._call("describe", lambda: self.client.describe_collection(name))
+            properties = described.get("properties") or {}
+            self._incarnations[name] = str(properties.get(INCARNATION, "0"))
+        return self._incarnations[name]
+
+    def alias_target(self, alias: str) -> str | None:
+        client = self.client
+        aliases = self._call("list_aliases", client.list_aliases).get("aliases", [])
+        if alias not in aliases:
+            return None
+        described = self._call("describe_alias", lambda: client.describe_alias(alias))
+        target = described.get("collection_name") if described else None
+        return str(target) if target else None
+
+    def point_alias(self, alias: str, name: str) -> None:
+        """Atomically point ``alias`` at ``name`` (creating the alias if needed)."""
+        client = self.client
+        if self.alias_target(alias) is None:
+            self._call("create_alias", lambda: client.create_alias(name, alias))
+        else:
+            self._call("alter_alias", lambda: client.alter_alias(name, alias))
+
+    def collections(self, prefix: str = "") -> list[str]:
+        names = self._call("list_collections", self.client.list_collections)
+        return sorted(n for n in names if n.startswith(prefix))
+
+    def drop(self, name: str) -> None:
+        self._incarnations.pop(name, None)
+        self._call("drop_collection", lambda: self.client.drop_collection(name))
+
+    # rows
+
+    def upsert(self, name: str, rows: Sequence[VectorRow]) -> int:
+        if not rows:
+            return 0
+        entities = [row.to_entity() for row in rows]
+        result = self._call("upsert", lambda: self.client.upsert(name, entities))
+        return int(result.get("upsert_count", len(rows))) if isinstance(result, dict) else len(rows)
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        if ids:
+            self._call("delete", lambda: self.client.delete(name, filter=id_filter(ids)))
+
+    def fetch(
+        self, name: str, ids: Sequence[str], *, with_vectors: bool = False
+    ) -> dict[str, StoredRow]:
+        """The stored rows among ``ids`` (missing ids are simply absent)."""
+        fields = ["id", "content_hash", "uri", "metadata"] + (["vector"] if with_vectors else [])
+        found: dict[str, StoredRow] = {}
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), QUERY_CHUNK):
+            chunk = unique[start : start + QUERY_CHUNK]
+            rows = self._call(
+                "query",
+                lambda c=chunk: self.client.query(name, filter=id_filter(c), output_fields=fields),  # type: ignore[misc]
+            )
+            for row in rows:
+                vector = np.asarray(row["vector"], dtype=np.float32) if with_vectors else None
+                found[row["id"]] = StoredRow(
+                    id=row["id"],
+                    content_hash=row["content_hash"],
+                    uri=row["uri"],
+                    metadata=_as_dict(row.get("metadata")),
+                    vector=vector,
+                )
+        return found
+
+    def count(self, name: str) -> int:
+        rows = self._call(
+            "count", lambda: self.client.query(name, filter="", output_fields=["count(*)"])
+        )
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def ids(self, name: str) -> list[str]:
+        """Every id in ``name`` (for audits and tests; pages through the collection)."""
+        out: list[str] = []
+        iterator = self._call(
+            "query_iterator",
+            lambda: self.client.query_iterator(name, batch_size=1000, output_fields=["id"]),
+        )
+        try:
+            while batch := self._call("query_iterator", iterator.next):
+                out.extend(row["id"] for row in batch)
+        finally:
+            iterator.close()
+        return out
+
+    def search(
+        self,
+        name: str,
+        vectors: npt.NDArray[np.float32],
+        *,
+        top_k: int,
+        filter_expr: str = "",
+    ) -> list[list[dict[str, Any]]]:
+        """Top-k hits per query vector: ``id``, ``score``, ``uri``, ``text``, ``metadata``."""
+        data = [v.astype(np.float32).tolist() for v in np.atleast_2d(vectors)]
+        results = self._call(
+            "search",
+            lambda: self.client.search(
+                name,
+                data=data,
+                limit=top_k,
+                filter=filter_expr,
+                output_fields=["uri", "text", "metadata", "model_version"],
+                search_params={"metric_type": "IP"},
+            ),
+        )
+        out = []
+        for hits in results:
+            out.append(
+                [
+                    {
+                        "id": h["id"],
+                        "score": float(h["distance"]),
+                        "uri": h["entity"].get("uri") or None,
+                        "text": h["entity"].get("text") or None,
+                        "metadata": _as_dict(h["entity"].get("metadata")),
+                        "model_version": h["entity"].get("model_version"),
+                    }
+                    for h in hits
+                ]
+            )
+        return out
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str | bytes) and value:
+        loaded = json.loads(value)
+        return loaded if isinstance(loaded, dict) else {}
+    return {}

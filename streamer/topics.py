@@ -1,0 +1,47 @@
+"""Create the contract's topics with the configured partition count, when they are missing."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from streamer.errors import TransientError
+from streamer.settings import KafkaSettings
+
+__all__ = ["ensure_topics", "topic_names"]
+
+log = logging.getLogger(__name__)
+
+
+def topic_names(kafka: KafkaSettings) -> list[str]:
+    return [
+        kafka.uploads_topic,
+        kafka.deadletter_topic,
+        kafka.search_requests_topic,
+        kafka.search_results_topic,
+    ]
+
+
+async def ensure_topics(kafka: KafkaSettings) -> list[str]:
+    """Create missing topics; returns the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=10_000)
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        raise TransientError("kafka", f"cannot reach {kafka.bootstrap_servers}: {exc}") from exc
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topic_names(kafka) if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(t, num_partitions=kafka.partitions, replication_factor=1) for t in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass
+            log.info("created topics %s with %d partitions", missing, kafka.partitions)
+        return missing
+    finally:
+        await admin.close()

@@ -1,0 +1,106 @@
+"""Assemble and run one worker process: models loaded first, then the faust agents."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import faust
+import redis
+
+from operators.fetch import Fetcher, FileFetcher
+from streamer.app import create_app
+from streamer.dedupe import DedupeCache
+from streamer.embedders import Embedder, load_embedder
+from streamer.ingest import IngestPipeline
+from streamer.logs import configure_logging
+from streamer.settings import Settings
+from streamer.stats import Stats
+from streamer.store import VectorStore
+from streamer.topics import ensure_topics
+from topologies.base import Topology
+
+__all__ = ["build_pipeline", "load_embedders", "redis_client", "run_worker"]
+
+log = logging.getLogger(__name__)
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    password = settings.redis.password.get_secret_value() if settings.redis.password else None
+    return redis.Redis.from_url(
+        settings.redis.url, password=password, socket_timeout=5, socket_connect_timeout=5
+    )
+
+
+def load_embedders(settings: Settings, topologies: Sequence[Topology]) -> dict[str, Embedder]:
+    import torch
+
+    if settings.runtime.torch_threads:
+        torch.set_num_threads(settings.runtime.torch_threads)
+    embedders: dict[str, Embedder] = {}
+    for topology in topologies:
+        start = time.perf_counter()
+        embedders[topology.name] = load_embedder(topology, settings.fetch, settings.runtime.device)
+        log.info(
+            "model loaded",
+            extra={
+                "topology": topology.name,
+                "model_version": topology.model_version,
+                "dim": embedders[topology.name].dim,
+                "seconds": round(time.perf_counter() - start, 2),
+            },
+        )
+    return embedders
+
+
+def build_pipeline(
+    settings: Settings,
+    topologies: Sequence[Topology],
+    embedders: dict[str, Embedder],
+    client: redis.Redis,
+) -> IngestPipeline:
+    prefix = settings.redis.key_prefix
+    return IngestPipeline(
+        topologies=topologies,
+        embedders=embedders,
+        store=VectorStore(settings.milvus),
+        cache=DedupeCache(client, prefix=prefix),
+        fetcher=Fetcher(FileFetcher(settings.fetch.media_roots, max_bytes=settings.fetch.max_bytes)),
+        stats=Stats(client, prefix=prefix),
+        decode_pool=ThreadPoolExecutor(settings.batching.decode_workers, "decode"),
+        model_pool=ThreadPoolExecutor(1, "model"),
+        policies={
+            t.name: t.batch.overridden(
+                settings.batching.max_batch_size, settings.batching.max_wait_ms
+            )
+            for t in topologies
+        },
+        collection_prefix=settings.milvus.collection_prefix,
+        max_retry_pause_s=settings.runtime.sink_retry_max_s,
+    )
+
+
+def run_worker(settings: Settings, topologies: Sequence[Topology]) -> None:
+    """Block running the ingest agent until SIGINT/SIGTERM."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    configure_logging(settings.runtime.log_level, settings.runtime.log_format)
+    embedders = load_embedders(settings, topologies)
+    asyncio.run(ensure_topics(settings.kafka))
+    pipeline = build_pipeline(settings, topologies, embedders, redis_client(settings))
+    app = create_app(settings, topologies, pipeline)
+    log.info(
+        "worker starting",
+        extra={
+            "bootstrap": settings.kafka.bootstrap_servers,
+            "milvus": settings.milvus.uri,
+            "topologies": [t.name for t in topologies],
+        },
+    )
+    faust.Worker(
+        app, loglevel=settings.runtime.log_level, override_logging=False, quiet=True
+    ).execute_from_commandline()
