@@ -57,10 +57,11 @@ class FileFetcher:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError as exc:
             raise FetchError(f"cannot open {str(path)!r}: {exc.strerror or exc}") from exc
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise FetchError(f"{str(path)!r} is not a regular file")
         with os.fdopen(fd, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise FetchError(f"{str(path)!r} is not a regular file")
             if info.st_size > self.max_bytes:
                 raise FetchError(f"{str(path)!r} is {info.st_size} bytes, over {self.max_bytes}")
             data = handle.read(self.max_bytes + 1)

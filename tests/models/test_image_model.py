@@ -1,0 +1,82 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+from timm.data import ImageNetInfo
+
+from operators.image_embed import load_state_dict_by_order, load_timm_model
+from streamer.embedders import ImageEmbedder
+from tests.models.reference import timm_reference
+from topologies.image import efficientnet_lite0_weights
+
+CAT_CLASSES = {"tabby, tabby cat", "tiger cat", "Persian cat", "Siamese cat, Siamese", "Egyptian cat"}
+
+
+def photo(name: str) -> Image.Image:
+    return Image.fromarray(getattr(data, name)()).convert("RGB")
+
+
+def jpeg_bytes(image: Image.Image, size: tuple[int, int] | None = None) -> bytes:
+    if size:
+        image = image.resize(size, Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def test_packaged_weights_load_with_every_shape_checked() -> None:
+    model = load_timm_model("efficientnet_lite0", efficientnet_lite0_weights(), by_order=True)
+    state = torch.load(efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
+    for loaded, packaged in zip(model.state_dict().values(), state.values(), strict=True):
+        assert torch.equal(loaded, packaged)
+
+
+def test_a_wrong_architecture_fails_loudly() -> None:
+    import timm
+
+    wrong = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=10)
+    state = torch.load(efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        load_state_dict_by_order(wrong, state)
+    deeper = timm.create_model("efficientnet_lite1", pretrained=False)
+    with pytest.raises(ValueError, match="296 tensors, model expects"):
+        load_state_dict_by_order(deeper, state)
+    with pytest.raises(ValueError, match="tensors"):
+        load_state_dict_by_order(wrong, dict(list(state.items())[:-1]))
+
+
+def test_the_cat_photo_is_a_cat(image_embedder: ImageEmbedder) -> None:
+    tensor = image_embedder.prepare(jpeg_bytes(photo("chelsea")))
+    top5 = image_embedder.model.classify([tensor])[0].topk(5).indices.tolist()
+    names = {ImageNetInfo().index_to_description(i) for i in top5}
+    assert names & CAT_CLASSES, names
+
+
+def test_embedding_is_the_unit_pooled_penultimate_layer(image_embedder: ImageEmbedder) -> None:
+    vectors = image_embedder.embed([image_embedder.prepare(jpeg_bytes(photo("coffee")))])
+    assert vectors.shape == (1, 1280)
+    assert abs(float(np.linalg.norm(vectors[0])) - 1) < 1e-5
+
+
+def test_preprocessing_matches_timm_even_with_reduced_size_decode(
+    image_embedder: ImageEmbedder,
+) -> None:
+    big = jpeg_bytes(photo("astronaut"), size=(1920, 1280))
+    ours = image_embedder.embed([image_embedder.prepare(big)])[0]
+    reference = timm_reference(Image.open(io.BytesIO(big)))
+    assert float(ours @ reference) >= 0.99
+
+
+def test_an_earlier_layer_can_be_chosen() -> None:
+    from operators.image_embed import TimmImageEmbedder
+
+    model = load_timm_model("efficientnet_lite0", efficientnet_lite0_weights(), by_order=True)
+    embedder = TimmImageEmbedder(model, layer="blocks.5")
+    assert embedder.dim == 192
+    vector = embedder.embed([embedder.preprocess(photo("rocket"))])
+    assert vector.shape == (1, 192)
+    with pytest.raises(ValueError, match="no module"):
+        TimmImageEmbedder(model, layer="blocks.99")

@@ -1,0 +1,198 @@
+"""The ingest path with in-process fakes of Milvus, Redis and the model."""
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from operators.fetch import Fetcher, FileFetcher, path_to_uri
+from streamer.dedupe import DedupeCache
+from streamer.errors import SinkError
+from streamer.ingest import IngestPipeline, IngestReport, Record
+from streamer.stats import Stats
+from streamer.testing import FakeEmbedder, InMemoryHashes, InMemoryVectorStore, transient
+from topologies import IMAGE, TEXT, BatchPolicy
+
+POOL = ThreadPoolExecutor(2)
+
+
+class Harness:
+    def __init__(self, root: Path, batch: int = 4) -> None:
+        self.root = root
+        self.store = InMemoryVectorStore()
+        self.hashes = InMemoryHashes()
+        self.embedders = {IMAGE.name: FakeEmbedder(IMAGE, dim=6), TEXT.name: FakeEmbedder(TEXT)}
+        self.pipeline = IngestPipeline(
+            topologies=[IMAGE, TEXT],
+            embedders=self.embedders,  # type: ignore[arg-type]
+            store=self.store,
+            cache=DedupeCache(self.hashes, prefix="t"),  # type: ignore[arg-type]
+            fetcher=Fetcher(FileFetcher([root], max_bytes=1000)),
+            stats=Stats(None, prefix="t"),
+            decode_pool=POOL,
+            model_pool=POOL,
+            policies={IMAGE.name: BatchPolicy(batch, 10), TEXT.name: BatchPolicy(batch, 10)},
+        )
+        self.offset = 0
+
+    def record(self, value: object) -> Record:
+        self.offset += 1
+        raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+        return Record(value=raw, key=None, topic="media.uploads", partition=0, offset=self.offset)
+
+    def run(self, *values: object) -> IngestReport:
+        return asyncio.run(self.pipeline.process([self.record(v) for v in values]))
+
+    def image(self, name: str, content: bytes) -> dict[str, object]:
+        path = self.root / f"{name}.jpg"
+        path.write_bytes(content)
+        return {"id": name, "uri": path_to_uri(path)}
+
+    @property
+    def model_calls(self) -> int:
+        return sum(e.calls for e in self.embedders.values())
+
+    def rows(self, topology: str = "text") -> dict[str, object]:
+        name = IMAGE.collection_name() if topology == "image" else TEXT.collection_name()
+        return dict(self.store.data[name].rows)
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Harness:
+    return Harness(tmp_path)
+
+
+def test_uploads_become_rows_in_their_topology(h: Harness) -> None:
+    report = h.run(h.image("a", b"img-a"), {"id": "t1", "text": "hello"}, {"id": "t2", "text": "x"})
+    assert report.upserted == 3
+    assert report.embedded == 3
+    assert set(h.rows("image")) == {"a"}
+    assert set(h.rows("text")) == {"t1", "t2"}
+    assert h.store.aliases == {"image": IMAGE.collection_name(), "text": TEXT.collection_name()}
+
+
+def test_model_batches_follow_the_policy(h: Harness) -> None:
+    h.run(*({"id": f"t{i}", "text": f"text {i}"} for i in range(10)))
+    assert h.embedders["text"].batches == [4, 4, 2]
+
+
+def test_redelivery_does_no_model_work(h: Harness) -> None:
+    messages = [{"id": f"t{i}", "text": f"text {i}"} for i in range(5)]
+    h.run(*messages)
+    calls, upserts = h.model_calls, h.store.upsert_calls
+    report = h.run(*messages)
+    assert report.skipped == 5
+    assert h.model_calls == calls
+    assert h.store.upsert_calls == upserts
+
+
+def test_without_redis_the_store_answers_and_nothing_is_embedded_twice(h: Harness) -> None:
+    messages = [{"id": f"t{i}", "text": f"text {i}"} for i in range(5)]
+    h.run(*messages)
+    calls = h.model_calls
+    h.hashes.flushall()
+    assert h.run(*messages).skipped == 5
+    h.hashes.down = True
+    assert h.run(*messages).skipped == 5
+    assert h.model_calls == calls
+    assert len(h.rows()) == 5
+
+
+def test_changed_content_is_embedded_again(h: Harness) -> None:
+    h.run({"id": "t", "text": "one"})
+    report = h.run({"id": "t", "text": "two"})
+    assert report.embedded == 1
+    assert h.rows()["t"].text == "two"  # type: ignore[attr-defined]
+
+
+def test_changed_metadata_reuses_the_stored_vector(h: Harness) -> None:
+    h.run({"id": "t", "text": "same", "metadata": {"v": 1}})
+    before = h.rows()["t"].vector  # type: ignore[attr-defined]
+    calls = h.model_calls
+    report = h.run({"id": "t", "text": "same", "metadata": {"v": 2}})
+    assert (report.reused, report.embedded) == (1, 0)
+    assert h.model_calls == calls
+    row = h.rows()["t"]
+    assert row.metadata == {"v": 2}  # type: ignore[attr-defined]
+    assert (row.vector == before).all()  # type: ignore[attr-defined]
+
+
+def test_delete_removes_the_asset_from_every_version(h: Harness) -> None:
+    h.run({"id": "t", "text": "x"})
+    h.store.ensure_collection(TEXT.collection_name("minilm-l6@2"), 8)
+    h.store.upsert(TEXT.collection_name("minilm-l6@2"), [h.rows()["t"]])  # type: ignore[list-item]
+    report = h.run({"id": "t", "op": "delete"})
+    assert report.deleted == 1
+    assert all(not c.rows for c in h.store.data.values())
+    # the delete also cleared the cache: re-adding the same content embeds it again
+    assert h.run({"id": "t", "text": "x"}).embedded == 1
+
+
+def test_last_message_per_id_wins_within_a_batch(h: Harness) -> None:
+    report = h.run({"id": "t", "text": "first"}, {"id": "t", "op": "delete"}, {"id": "t", "text": "last"})
+    assert h.rows()["t"].text == "last"  # type: ignore[attr-defined]
+    assert report.embedded == 1
+
+
+def test_bad_input_goes_to_dead_letters_and_the_rest_goes_on(h: Harness) -> None:
+    (h.root.parent / "outside.jpg").write_bytes(b"x")
+    report = h.run(
+        b"{broken json",
+        {"id": "noimg", "uri": path_to_uri(h.root / "missing.jpg")},
+        {"id": "escape", "uri": path_to_uri(h.root.parent / "outside.jpg")},
+        h.image("corrupt", b"bad bytes"),
+        {"id": "ok", "text": "fine"},
+    )
+    stages = sorted((d.stage, d.error_class) for d in report.dead_letters)
+    assert stages == [
+        ("decode", "DecodeError"),
+        ("fetch", "FetchError"),
+        ("fetch", "FetchError"),
+        ("validate", "InvalidMessage"),
+    ]
+    assert set(h.rows()) == {"ok"}
+    assert report.dead_letters[0].value == b"{broken json"
+    assert report.dead_letters[0].source_offset == 1
+
+
+def test_a_model_failure_is_isolated_to_its_item(h: Harness) -> None:
+    report = h.run(*({"id": f"t{i}", "text": "boom" if i == 2 else f"ok {i}"} for i in range(4)))
+    assert [d.stage for d in report.dead_letters] == ["embed"]
+    assert "asset 't2'" in report.dead_letters[0].error_message
+    assert set(h.rows()) == {"t0", "t1", "t3"}
+
+
+def test_store_outage_is_retried_not_dropped(h: Harness) -> None:
+    h.store.fail_next = [transient(), transient()]
+    report = h.run({"id": "t", "text": "x"})
+    assert report.upserted == 1
+    assert set(h.rows()) == {"t"}
+
+
+def test_permanent_sink_rejection_is_isolated_to_its_rows(h: Harness) -> None:
+    h.run({"id": "seed", "text": "seed"})
+    original = h.store.upsert
+    calls: list[int] = []
+
+    def flaky(name: str, rows: list) -> int:  # type: ignore[type-arg]
+        calls.append(len(rows))
+        if any(r.id == "poison" for r in rows):
+            raise SinkError("row rejected", asset_id="poison")
+        return original(name, rows)
+
+    h.store.upsert = flaky  # type: ignore[method-assign]
+    report = h.run({"id": "a", "text": "1"}, {"id": "poison", "text": "2"}, {"id": "b", "text": "3"})
+    assert [d.stage for d in report.dead_letters] == ["sink"]
+    assert {"a", "b"} <= set(h.rows())
+    assert "poison" not in h.rows()
+    assert calls[0] == 3
+
+
+def test_unknown_media_type_has_no_topology(h: Harness) -> None:
+    pipeline = h.pipeline
+    pipeline.by_media.pop("image")
+    report = h.run(h.image("a", b"img"))
+    assert report.dead_letters[0].stage == "validate"
+    assert "no topology" in report.dead_letters[0].error_message
