@@ -1,6 +1,6 @@
 """Atomic, typed units of work that topologies compose: fetch, decode, embed, normalize."""
 
-from operators.base import Outcome, check_batch, map_items
+from operators.base import check_batch, map_items
 from operators.decode import IMAGE_FORMATS, ImageDecoder, TextDecoder
 from operators.fetch import Fetcher, FileFetcher, path_to_uri
 from operators.normalize import l2_normalize
@@ -10,7 +10,6 @@ __all__ = [
     "Fetcher",
     "FileFetcher",
     "ImageDecoder",
-    "Outcome",
     "TextDecoder",
     "check_batch",
     "l2_normalize",

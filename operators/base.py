@@ -11,11 +11,10 @@ from typing import TypeVar
 
 from streamer.errors import BatchContractError, StageError
 
-__all__ = ["Outcome", "check_batch", "map_items"]
+__all__ = ["check_batch", "map_items"]
 
 In = TypeVar("In")
 Out = TypeVar("Out")
-Outcome = Out | StageError
 
 
 def check_batch(operator: str, items: Sequence[object], results: Sequence[Out]) -> list[Out]:

@@ -47,8 +47,8 @@ class ImageDecoder:
                 scale = self.min_side / min(width, height)
                 if scale < 0.5:
                     image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
-            image = ImageOps.exif_transpose(image) or image
-            rgb = image.convert("RGB")
+            upright = ImageOps.exif_transpose(image) or image
+            rgb = upright.convert("RGB")
             rgb.load()
             return rgb
         except DecodeError:

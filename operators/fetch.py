@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 from streamer.errors import FetchError
 
-__all__ = ["FileFetcher", "Fetcher", "path_to_uri"]
+__all__ = ["Fetcher", "FileFetcher", "path_to_uri"]
 
 
 def path_to_uri(path: Path) -> str:

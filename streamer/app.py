@@ -81,7 +81,9 @@ def create_app(
 
     @app.agent(uploads, name="ingest", supervisor_strategy=CrashingSupervisor)
     async def ingest(stream: faust.StreamT) -> None:
-        async for events in stream.noack_take(take_size, within=take_wait_s):
+        # noack_take is on faust's Stream, not on the StreamT protocol the decorator declares.
+        batches = stream.noack_take(take_size, within=take_wait_s)  # type: ignore[attr-defined]
+        async for events in batches:
             records = [
                 Record(
                     value=e.value,

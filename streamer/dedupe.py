@@ -54,7 +54,8 @@ class DedupeCache:
         if not digests:
             return
         try:
-            self.client.hset(self._key(collection), mapping=dict(digests))
+            mapping: dict[str | bytes, str] = {k: v for k, v in digests.items()}
+            self.client.hset(self._key(collection), mapping=mapping)
         except redis.RedisError as exc:
             log.warning("dedupe cache write skipped: %s", exc)
 

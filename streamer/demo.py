@@ -28,7 +28,7 @@ from streamer.errors import StreamerError
 from streamer.messages import UploadMessage
 from streamer.producer import publish_raw
 from streamer.samples import TEXT_PAIRS, transformed_copy, write_photos
-from streamer.settings import Settings, load_settings
+from streamer.settings import Settings, load_settings, namespaced, settings_env
 from streamer.stack.embedded import down as stack_down
 from streamer.stack.embedded import up as stack_up
 from streamer.stats import Stats
@@ -36,53 +36,10 @@ from streamer.store import VectorStore
 from streamer.topics import ensure_topics
 from topologies import DEFAULT_TOPOLOGIES, IMAGE, TEXT
 
-__all__ = ["demo_settings", "run_demo"]
+__all__ = ["run_demo"]
 
 PREFIX = "demo"
 INDEX_TIMEOUT_S = 600.0
-
-
-def demo_settings(settings: Settings, media_root: Path) -> Settings:
-    """The same stack, with the demo's own topics, group, collections and Redis keys."""
-    return settings.model_copy(
-        update={
-            "kafka": settings.kafka.model_copy(
-                update={
-                    "app_id": f"streamer-{PREFIX}",
-                    "uploads_topic": f"{PREFIX}.media.uploads",
-                    "deadletter_topic": f"{PREFIX}.media.deadletter",
-                    "search_requests_topic": f"{PREFIX}.search.requests",
-                    "search_results_topic": f"{PREFIX}.search.results",
-                }
-            ),
-            "milvus": settings.milvus.model_copy(update={"collection_prefix": f"{PREFIX}_"}),
-            "redis": settings.redis.model_copy(update={"key_prefix": f"streamer-{PREFIX}"}),
-            "fetch": settings.fetch.model_copy(update={"media_roots": (media_root.resolve(),)}),
-        }
-    )
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    """Environment that makes a ``streamer worker`` process use exactly ``settings``."""
-    env = dict(os.environ)
-    k, m, r = settings.kafka, settings.milvus, settings.redis
-    env.update(
-        {
-            "STREAMER_KAFKA_BOOTSTRAP_SERVERS": k.bootstrap_servers,
-            "STREAMER_KAFKA_APP_ID": k.app_id,
-            "STREAMER_KAFKA_UPLOADS_TOPIC": k.uploads_topic,
-            "STREAMER_KAFKA_DEADLETTER_TOPIC": k.deadletter_topic,
-            "STREAMER_KAFKA_SEARCH_REQUESTS_TOPIC": k.search_requests_topic,
-            "STREAMER_KAFKA_SEARCH_RESULTS_TOPIC": k.search_results_topic,
-            "STREAMER_MILVUS_URI": m.uri,
-            "STREAMER_MILVUS_COLLECTION_PREFIX": m.collection_prefix,
-            "STREAMER_REDIS_URL": r.url,
-            "STREAMER_REDIS_KEY_PREFIX": r.key_prefix,
-            "STREAMER_FETCH_MEDIA_ROOTS": os.pathsep.join(str(p) for p in settings.fetch.media_roots),
-            "STREAMER_STACK_STATE_DIR": str(settings.stack.state_dir),
-        }
-    )
-    return env
 
 
 def _reset(settings: Settings, store: VectorStore, client: redis.Redis) -> None:
@@ -107,8 +64,11 @@ def _uploads(media: Path) -> tuple[list[UploadMessage], list[tuple[bytes | None,
         for i, (sentence, _) in enumerate(TEXT_PAIRS)
     ]
     (media / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
-    bad = [
-        (b"broken-photo", UploadMessage(id="broken-photo", uri=path_to_uri(media / "broken.jpg")).to_bytes()),
+    bad: list[tuple[bytes | None, bytes]] = [
+        (
+            b"broken-photo",
+            UploadMessage(id="broken-photo", uri=path_to_uri(media / "broken.jpg")).to_bytes(),
+        ),
         (b"malformed", b'{"id": "malformed", "uri": '),
     ]
     return good, bad
@@ -118,7 +78,7 @@ def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]
     with open(log_path, "wb") as log_file:
         return subprocess.Popen(
             [sys.executable, "-m", "streamer", "worker"],
-            env=worker_env(settings),
+            env={**os.environ, **settings_env(settings)},
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -139,13 +99,15 @@ def run_demo(settings: Settings, *, keep_up: bool = False, quiet: bool = False) 
     started_at = time.perf_counter()
     console = Console(stderr=quiet)
     state, started_stack = stack_up(settings)
-    console.print(f"[bold]embedded stack[/] kafka {state.kafka_bootstrap} · redis "
-                  f"{state.redis_url} · milvus {state.milvus_uri}")
+    console.print(
+        f"[bold]embedded stack[/] kafka {state.kafka_bootstrap} · redis "
+        f"{state.redis_url} · milvus {state.milvus_uri}"
+    )
     base = load_settings()
     demo_dir = base.stack.state_dir / "demo"
     media = demo_dir / "media"
     media.mkdir(parents=True, exist_ok=True)
-    settings = demo_settings(base, media)
+    settings = namespaced(base, PREFIX, (media,))
     store = VectorStore(settings.milvus)
     client = redis.Redis.from_url(settings.redis.url)
     worker: subprocess.Popen[bytes] | None = None
@@ -156,14 +118,18 @@ def run_demo(settings: Settings, *, keep_up: bool = False, quiet: bool = False) 
         worker = _start_worker(settings, demo_dir / "worker.log")
         records = [(u.id.encode(), u.to_bytes()) for u in good] + bad
         asyncio.run(publish_raw(settings.kafka, records, topic=settings.kafka.uploads_topic))
-        console.print(f"published {len(good)} uploads and {len(bad)} broken inputs "
-                      f"to {settings.kafka.uploads_topic}")
+        console.print(
+            f"published {len(good)} uploads and {len(bad)} broken inputs "
+            f"to {settings.kafka.uploads_topic}"
+        )
 
         from streamer.embedders import load_embedder
 
         embedders = {t.name: load_embedder(t, settings.fetch) for t in DEFAULT_TOPOLOGIES}
         stats = Stats(client, prefix=settings.redis.key_prefix)
-        expected = {t.name: [u.id for u in good if u.kind == t.media_type] for t in DEFAULT_TOPOLOGIES}
+        expected = {
+            t.name: [u.id for u in good if u.kind == t.media_type] for t in DEFAULT_TOPOLOGIES
+        }
         indexed, dead = _wait_indexed(settings, store, stats, expected, len(bad), worker, console)
 
         image_rows = _image_searches(settings, store, embedders[IMAGE.name], media)
@@ -217,7 +183,9 @@ def _wait_indexed(
         while time.monotonic() < deadline:
             indexed = 0
             for name, ids in expected.items():
-                collection = topologies[name].collection_name(prefix=settings.milvus.collection_prefix)
+                collection = topologies[name].collection_name(
+                    prefix=settings.milvus.collection_prefix
+                )
                 if collection in store.collections(collection):
                     indexed += len(store.fetch(collection, ids))
             dead = stats.read().get("dead_lettered", 0)
@@ -225,8 +193,10 @@ def _wait_indexed(
             if indexed >= total and dead >= bad:
                 break
             if worker.poll() is not None:
-                raise StreamerError(f"the demo worker exited with {worker.returncode}; "
-                                    f"see {settings.stack.state_dir / 'demo' / 'worker.log'}")
+                raise StreamerError(
+                    f"the demo worker exited with {worker.returncode}; "
+                    f"see {settings.stack.state_dir / 'demo' / 'worker.log'}"
+                )
             time.sleep(0.5)
     return indexed, dead
 
@@ -235,16 +205,20 @@ def _image_searches(
     settings: Settings, store: VectorStore, embedder: Any, media: Path
 ) -> list[tuple[str, str, float, bool]]:
     alias = IMAGE.alias(prefix=settings.milvus.collection_prefix)
-    rows = []
+    rows: list[tuple[str, str, float, bool]] = []
     for variant in range(2):
         for path in sorted(media.glob("*.jpg")):
             if path.stem == "broken":
                 continue
             query = embedder.embed([embedder.prepare(transformed_copy(path, variant))])
             top = store.search(alias, query, top_k=3)[0]
-            best = top[0] if top else {"id": "-", "score": 0.0}
             label = f"{path.stem} (copy {variant + 1})"
-            rows.append((label, best["id"], best["score"], best["id"] == f"photo-{path.stem}"))
+            hit = top[0] if top else None
+            rows.append(
+                (label, hit.id, hit.score, hit.id == f"photo-{path.stem}")
+                if hit
+                else (label, "-", 0.0, False)
+            )
     return rows
 
 
@@ -255,10 +229,14 @@ def _text_searches(
     queries = [q for _, q in TEXT_PAIRS]
     vectors = embedder.embed(queries)
     results = store.search(alias, vectors, top_k=3)
-    rows = []
+    rows: list[tuple[str, str, float, bool]] = []
     for i, (query, hits) in enumerate(zip(queries, results, strict=True)):
-        best = hits[0] if hits else {"id": "-", "score": 0.0, "text": ""}
-        rows.append((query, best.get("text") or best["id"], best["score"], best["id"] == f"text-{i:02d}"))
+        hit = hits[0] if hits else None
+        rows.append(
+            (query, hit.text or hit.id, hit.score, hit.id == f"text-{i:02d}")
+            if hit
+            else (query, "-", 0.0, False)
+        )
     return rows
 
 

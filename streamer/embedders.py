@@ -88,7 +88,9 @@ def _checked(
     topology: Topology, vectors: npt.NDArray[np.float32], n: int, dim: int
 ) -> npt.NDArray[np.float32]:
     if vectors.shape != (n, dim):
-        raise EmbedError(f"topology {topology.name!r} returned {vectors.shape}, expected {(n, dim)}")
+        raise EmbedError(
+            f"topology {topology.name!r} returned {vectors.shape}, expected {(n, dim)}"
+        )
     if not np.isfinite(vectors).all():
         raise EmbedError(f"topology {topology.name!r} produced non-finite values")
     return vectors

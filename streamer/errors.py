@@ -1,16 +1,16 @@
 """The exception tree of streamer: one root, and every error names what a person needs to act.
 
-    StreamerError
-    ├── ConfigError            a setting or a declaration is invalid
-    ├── StackError             the embedded stack cannot start, stop or be found
-    ├── StageError             one asset failed at one pipeline stage (goes to the dead letters)
-    │   ├── InvalidMessage     stage "validate": malformed JSON, a missing or wrong field
-    │   ├── FetchError         stage "fetch": unreadable, refused or too large
-    │   ├── DecodeError        stage "decode": corrupt, unsupported or oversized media
-    │   ├── EmbedError         stage "embed": the model failed on this item
-    │   └── SinkError          stage "sink": the vector store rejected the row
-    ├── BatchContractError     an operator returned a different number of results than inputs
-    └── TransientError         a dependency is down (broker, Redis, Milvus): retry, never drop
+StreamerError
+├── ConfigError            a setting or a declaration is invalid
+├── StackError             the embedded stack cannot start, stop or be found
+├── StageError             one asset failed at one pipeline stage (goes to the dead letters)
+│   ├── InvalidMessage     stage "validate": malformed JSON, a missing or wrong field
+│   ├── FetchError         stage "fetch": unreadable, refused or too large
+│   ├── DecodeError        stage "decode": corrupt, unsupported or oversized media
+│   ├── EmbedError         stage "embed": the model failed on this item
+│   └── SinkError          stage "sink": the vector store rejected the row
+├── BatchContractError     an operator returned a different number of results than inputs
+└── TransientError         a dependency is down (broker, Redis, Milvus): retry, never drop
 """
 
 from __future__ import annotations

@@ -142,10 +142,10 @@ class IngestPipeline:
                 report.dead_letters.append(self._dead(record, exc))
                 continue
             if upload.op == "upsert" and upload.kind not in self.by_media:
-                exc = InvalidMessage(
+                unrouted = InvalidMessage(
                     f"media_type {upload.kind!r} has no topology on this worker", asset_id=upload.id
                 )
-                report.dead_letters.append(self._dead(record, exc))
+                report.dead_letters.append(self._dead(record, unrouted))
                 continue
             latest.pop(upload.id, None)  # a later message for the same id supersedes
             latest[upload.id] = _Item(record, upload)
@@ -186,14 +186,15 @@ class IngestPipeline:
             targets = [self.by_media[kind]] if kind in self.by_media else self.topologies.values()
             for topology in targets:
                 ids_by_topology.setdefault(topology.name, []).append(item.upload.id)
-        for name, ids in ids_by_topology.items():
-            prefix = f"{self.prefix}{name}__"
-            collections = await self._io("list", lambda p=prefix: self.store.collections(p))  # type: ignore[misc]
-            for collection in collections:
-                await self._io("delete", lambda c=collection: self.store.delete(c, ids))  # type: ignore[misc]
-                token = await self._io("describe", lambda c=collection: self.store.incarnation(c))  # type: ignore[misc]
-                self.cache.forget(f"{collection}@{token}", ids)
+        await self._io("delete", lambda: self._delete_everywhere(ids_by_topology))
         return len(items)
+
+    def _delete_everywhere(self, ids_by_topology: Mapping[str, list[str]]) -> None:
+        """Delete from every version's collection of each topology, and forget the cache."""
+        for name, ids in ids_by_topology.items():
+            for collection in self.store.collections(f"{self.prefix}{name}__"):
+                self.store.delete(collection, ids)
+                self.cache.forget(f"{collection}@{self.store.incarnation(collection)}", ids)
 
     async def _upsert(self, topology: Topology, items: list[_Item], report: IngestReport) -> None:
         embedder = self.embedders[topology.name]

@@ -37,9 +37,7 @@ class JsonFormatter(logging.Formatter):
 class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
-        pairs = " ".join(
-            f"{k}={json.dumps(v, default=str)}" for k, v in _fields(record).items()
-        )
+        pairs = " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in _fields(record).items())
         line = f"{stamp} {record.levelname:<7} {record.name}: {record.getMessage()}"
         line = f"{line} {pairs}" if pairs else line
         if record.exc_info:

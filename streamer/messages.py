@@ -104,7 +104,7 @@ def _describe(exc: ValidationError) -> str:
 
 
 def parse_upload(value: bytes | None) -> UploadMessage:
-    """Parse one ``media.uploads`` value or raise :class:`InvalidMessage` naming field and problem."""
+    """Parse a ``media.uploads`` value; :class:`InvalidMessage` names the field and problem."""
     if not value:
         raise InvalidMessage("empty message value")
     try:

@@ -28,7 +28,9 @@ def asset_id_for(uri: str) -> str:
     return f"{name}-{hashlib.sha256(uri.encode()).hexdigest()[:10]}"
 
 
-def text_upload(text: str, *, asset_id: str | None = None, metadata: Mapping[str, Any] | None = None) -> UploadMessage:
+def text_upload(
+    text: str, *, asset_id: str | None = None, metadata: Mapping[str, Any] | None = None
+) -> UploadMessage:
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return UploadMessage(
         id=asset_id or f"text-{digest}", text=text, media_type="text", metadata=dict(metadata or {})
@@ -36,7 +38,9 @@ def text_upload(text: str, *, asset_id: str | None = None, metadata: Mapping[str
 
 
 def _files_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES
+    )
 
 
 def expand_sources(
@@ -62,7 +66,9 @@ def expand_sources(
     uploads = []
     for uri in dict.fromkeys(uris):
         try:
-            uploads.append(UploadMessage(id=asset_id_for(uri), uri=uri, metadata=dict(metadata or {})))
+            uploads.append(
+                UploadMessage(id=asset_id_for(uri), uri=uri, metadata=dict(metadata or {}))
+            )
         except ValidationError as exc:
             raise StreamerError(f"cannot publish {uri}: {exc.errors()[0]['msg']}") from exc
     return uploads
@@ -81,7 +87,10 @@ async def publish_raw(
 ) -> int:
     """Send (key, value) records as they are; used for replays and for testing bad input."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap_servers, acks="all", linger_ms=5, request_timeout_ms=15_000
+        bootstrap_servers=kafka.bootstrap_servers,
+        acks="all",
+        linger_ms=5,
+        request_timeout_ms=15_000,
     )
     try:
         await producer.start()

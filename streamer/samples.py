@@ -30,26 +30,47 @@ TEXT_PAIRS = (
     ("The hikers reached the summit before the snowstorm.", "climbers got to the mountain top"),
     ("He fixed the leaking kitchen faucet with a new washer.", "repairing a dripping tap"),
     ("The telescope captured images of a distant galaxy.", "astronomy photos of deep space"),
-    ("Vaccines train the immune system to fight viruses.", "how immunization protects against disease"),
+    (
+        "Vaccines train the immune system to fight viruses.",
+        "how immunization protects against disease",
+    ),
     ("The train to Berlin was delayed by two hours.", "late railway departure to Germany"),
     ("Add two cups of flour and stir until smooth.", "a baking recipe step"),
     ("The museum opened a new exhibit on ancient Egypt.", "pharaoh artifacts on display"),
     ("Electric cars are becoming cheaper to buy.", "falling prices of EVs"),
-    ("The child learned to ride a bicycle without training wheels.", "a kid cycling for the first time"),
+    (
+        "The child learned to ride a bicycle without training wheels.",
+        "a kid cycling for the first time",
+    ),
     ("Solar panels convert sunlight into electricity.", "photovoltaic energy generation"),
     ("The orchestra performed Beethoven's ninth symphony.", "a classical music concert"),
-    ("Our flight was cancelled because of fog at the airport.", "plane grounded due to bad weather"),
-    ("The doctor recommended more sleep and less coffee.", "medical advice about rest and caffeine"),
+    (
+        "Our flight was cancelled because of fog at the airport.",
+        "plane grounded due to bad weather",
+    ),
+    (
+        "The doctor recommended more sleep and less coffee.",
+        "medical advice about rest and caffeine",
+    ),
     ("A new smartphone model was announced yesterday.", "launch of the latest mobile phone"),
     ("The river froze completely during the cold winter.", "ice covering the water in January"),
-    ("Programmers use version control to track changes in code.", "git keeps history of source files"),
+    (
+        "Programmers use version control to track changes in code.",
+        "git keeps history of source files",
+    ),
     ("The dog fetched the ball from the lake.", "a puppy retrieving a toy from the water"),
     ("Wildfires spread quickly through the dry forest.", "bushfire burning trees in a drought"),
     ("The chef seasoned the soup with basil and garlic.", "cooking with herbs"),
     ("Stock markets fell sharply after the announcement.", "shares dropped on the news"),
-    ("The library extended its opening hours for exams.", "students can study later at the library"),
+    (
+        "The library extended its opening hours for exams.",
+        "students can study later at the library",
+    ),
     ("Bees pollinate flowers while collecting nectar.", "insects helping plants reproduce"),
-    ("The marathon runner crossed the finish line exhausted.", "tired athlete completing a long race"),
+    (
+        "The marathon runner crossed the finish line exhausted.",
+        "tired athlete completing a long race",
+    ),
 )
 
 

@@ -28,6 +28,8 @@ __all__ = [
     "Settings",
     "StackSettings",
     "load_settings",
+    "namespaced",
+    "settings_env",
 ]
 
 
@@ -174,7 +176,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, use_stack: bool = Tru
         for concern, values in _stack_addresses(stack.state_dir).items():
             raw[concern] = {**values, **raw[concern]}
     built = {name: _build(_CONCERNS[name], values) for name, values in raw.items()}
-    return Settings(**built)  # type: ignore[arg-type]
+    return Settings(**built)
 
 
 def _build(model: type[_C], values: Mapping[str, str]) -> _C:
@@ -186,3 +188,43 @@ def _build(model: type[_C], values: Mapping[str, str]) -> _C:
             for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from exc
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``STREAMER_*`` variables that make another process load exactly ``settings``."""
+    env: dict[str, str] = {}
+    for name, model in _CONCERNS.items():
+        concern = getattr(settings, name)
+        for field in model.model_fields:
+            value = getattr(concern, field)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, tuple):
+                value = os.pathsep.join(str(v) for v in value)
+            env[f"{model.env_prefix}{field.upper()}"] = str(value)
+    return env
+
+
+def namespaced(settings: Settings, namespace: str, media_roots: tuple[Path, ...]) -> Settings:
+    """The same servers, with topics, consumer group, collections and Redis keys of their own."""
+    kafka = settings.kafka
+    return settings.model_copy(
+        update={
+            "kafka": kafka.model_copy(
+                update={
+                    "app_id": f"streamer-{namespace}",
+                    "uploads_topic": f"{namespace}.{kafka.uploads_topic}",
+                    "deadletter_topic": f"{namespace}.{kafka.deadletter_topic}",
+                    "search_requests_topic": f"{namespace}.{kafka.search_requests_topic}",
+                    "search_results_topic": f"{namespace}.{kafka.search_results_topic}",
+                }
+            ),
+            "milvus": settings.milvus.model_copy(update={"collection_prefix": f"{namespace}_"}),
+            "redis": settings.redis.model_copy(update={"key_prefix": f"streamer-{namespace}"}),
+            "fetch": settings.fetch.model_copy(
+                update={"media_roots": tuple(p.resolve() for p in media_roots)}
+            ),
+        }
+    )

@@ -22,7 +22,7 @@ from pymilvus import DataType, MilvusClient, MilvusException
 from streamer.errors import SinkError, TransientError
 from streamer.settings import MilvusSettings
 
-__all__ = ["StoredRow", "VectorRow", "VectorStore", "escape_literal", "id_filter"]
+__all__ = ["SearchHit", "StoredRow", "VectorRow", "VectorStore", "escape_literal", "id_filter"]
 
 T = TypeVar("T")
 
@@ -70,6 +70,16 @@ class VectorRow:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchHit:
+    id: str
+    score: float
+    uri: str | None
+    text: str | None
+    metadata: dict[str, Any]
+    model_version: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class StoredRow:
     """What the store holds for one asset, as needed to decide whether work is needed."""
 
@@ -99,7 +109,9 @@ class VectorStore:
     def client(self) -> MilvusClient:
         if self._client is None:
             token = self.settings.token.get_secret_value() if self.settings.token else ""
-            self._client = self._call("connect", lambda: MilvusClient(uri=self.settings.uri, token=token))
+            self._client = self._call(
+                "connect", lambda: MilvusClient(uri=self.settings.uri, token=token)
+            )
         return self._client
 
     def close(self) -> None:
@@ -260,8 +272,8 @@ class VectorStore:
         *,
         top_k: int,
         filter_expr: str = "",
-    ) -> list[list[dict[str, Any]]]:
-        """Top-k hits per query vector: ``id``, ``score``, ``uri``, ``text``, ``metadata``."""
+    ) -> list[list[SearchHit]]:
+        """Top-k hits per query vector, best first."""
         data = [v.astype(np.float32).tolist() for v in np.atleast_2d(vectors)]
         results = self._call(
             "search",
@@ -274,22 +286,20 @@ class VectorStore:
                 search_params={"metric_type": "IP"},
             ),
         )
-        out = []
-        for hits in results:
-            out.append(
-                [
-                    {
-                        "id": h["id"],
-                        "score": float(h["distance"]),
-                        "uri": h["entity"].get("uri") or None,
-                        "text": h["entity"].get("text") or None,
-                        "metadata": _as_dict(h["entity"].get("metadata")),
-                        "model_version": h["entity"].get("model_version"),
-                    }
-                    for h in hits
-                ]
-            )
-        return out
+        return [
+            [
+                SearchHit(
+                    id=h["id"],
+                    score=float(h["distance"]),
+                    uri=h["entity"].get("uri") or None,
+                    text=h["entity"].get("text") or None,
+                    metadata=_as_dict(h["entity"].get("metadata")),
+                    model_version=h["entity"].get("model_version"),
+                )
+                for h in hits
+            ]
+            for hits in results
+        ]
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from operators.normalize import l2_normalize
 from streamer.errors import DecodeError, SinkError, TransientError
 from streamer.settings import MilvusSettings
-from streamer.store import StoredRow, VectorRow, VectorStore
+from streamer.store import SearchHit, StoredRow, VectorRow, VectorStore
 from topologies.base import Topology
 
 __all__ = ["FakeEmbedder", "InMemoryHashes", "InMemoryVectorStore"]
@@ -117,19 +117,23 @@ class InMemoryVectorStore(VectorStore):
 
     def search(
         self, name: str, vectors: npt.NDArray[np.float32], *, top_k: int, filter_expr: str = ""
-    ) -> list[list[dict[str, Any]]]:
+    ) -> list[list[SearchHit]]:
         rows = list(self._resolve(name).rows.values())
         out = []
         for query in np.atleast_2d(vectors):
             scored = sorted(rows, key=lambda r: -float(r.vector @ query))[:top_k]
-            out.append(
-                [
-                    {"id": r.id, "score": float(r.vector @ query), "uri": r.uri or None,
-                     "text": r.text or None, "metadata": r.metadata,
-                     "model_version": r.model_version}
-                    for r in scored
-                ]
-            )
+            hits = [
+                SearchHit(
+                    id=r.id,
+                    score=float(r.vector @ query),
+                    uri=r.uri or None,
+                    text=r.text or None,
+                    metadata=r.metadata,
+                    model_version=r.model_version,
+                )
+                for r in scored
+            ]
+            out.append(hits)
         return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -26,7 +27,9 @@ def topic_names(kafka: KafkaSettings) -> list[str]:
 
 async def ensure_topics(kafka: KafkaSettings) -> list[str]:
     """Create missing topics; returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=10_000
+    )
     try:
         await admin.start()
     except KafkaError as exc:
@@ -35,12 +38,13 @@ async def ensure_topics(kafka: KafkaSettings) -> list[str]:
         existing = set(await admin.list_topics())
         missing = [t for t in topic_names(kafka) if t not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
-                    [NewTopic(t, num_partitions=kafka.partitions, replication_factor=1) for t in missing]
+                    [
+                        NewTopic(t, num_partitions=kafka.partitions, replication_factor=1)
+                        for t in missing
+                    ]
                 )
-            except TopicAlreadyExistsError:
-                pass
             log.info("created topics %s with %d partitions", missing, kafka.partitions)
         return missing
     finally:

@@ -69,7 +69,9 @@ def build_pipeline(
         embedders=embedders,
         store=VectorStore(settings.milvus),
         cache=DedupeCache(client, prefix=prefix),
-        fetcher=Fetcher(FileFetcher(settings.fetch.media_roots, max_bytes=settings.fetch.max_bytes)),
+        fetcher=Fetcher(
+            FileFetcher(settings.fetch.media_roots, max_bytes=settings.fetch.max_bytes)
+        ),
         stats=Stats(client, prefix=prefix),
         decode_pool=ThreadPoolExecutor(settings.batching.decode_workers, "decode"),
         model_pool=ThreadPoolExecutor(1, "model"),

@@ -138,8 +138,18 @@ def up(settings: Settings, *, timeout_s: float = 60.0) -> tuple[StackState, bool
         data_dir = state_dir / "milvus"
         milvus = spawn(
             "milvus",
-            [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir),
-             "--host", HOST, "--port", str(milvus_port)],
+            [
+                sys.executable,
+                "-m",
+                "milvus_lite",
+                "server",
+                "--data-dir",
+                str(data_dir),
+                "--host",
+                HOST,
+                "--port",
+                str(milvus_port),
+            ],
             log_dir=logs,
             marker="milvus_lite",
         )
@@ -157,22 +167,34 @@ def up(settings: Settings, *, timeout_s: float = 60.0) -> tuple[StackState, bool
             redis_port = _pick_port(settings.stack.redis_port, "redis", "STREAMER_STACK_REDIS_PORT")
             redis_proc = spawn(
                 "redis",
-                [server, "--bind", HOST, "--port", str(redis_port), "--save", "",
-                 "--appendonly", "no"],
+                [
+                    server,
+                    "--bind",
+                    HOST,
+                    "--port",
+                    str(redis_port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
                 log_dir=logs,
                 marker="redis-server",
             )
             started.append(redis_proc)
             redis_url = f"redis://{HOST}:{redis_port}/0"
-            wait_until("redis", lambda: _redis_answers(redis_url), timeout_s=timeout_s,
-                       process=redis_proc)
+            wait_until(
+                "redis", lambda: _redis_answers(redis_url), timeout_s=timeout_s, process=redis_proc
+            )
 
         bootstrap = f"{HOST}:{kafka_port}"
         milvus_uri = f"http://{HOST}:{milvus_port}"
-        wait_until("kafka (tansu)", lambda: _kafka_answers(bootstrap), timeout_s=timeout_s,
-                   process=kafka)
-        wait_until("milvus-lite", lambda: _milvus_answers(milvus_uri), timeout_s=timeout_s,
-                   process=milvus)
+        wait_until(
+            "kafka (tansu)", lambda: _kafka_answers(bootstrap), timeout_s=timeout_s, process=kafka
+        )
+        wait_until(
+            "milvus-lite", lambda: _milvus_answers(milvus_uri), timeout_s=timeout_s, process=milvus
+        )
         state = StackState(
             kafka_bootstrap=bootstrap,
             redis_url=redis_url,

@@ -12,7 +12,13 @@ from streamer.embedders import ImageEmbedder
 from tests.models.reference import timm_reference
 from topologies.image import efficientnet_lite0_weights
 
-CAT_CLASSES = {"tabby, tabby cat", "tiger cat", "Persian cat", "Siamese cat, Siamese", "Egyptian cat"}
+CAT_CLASSES = {
+    "tabby, tabby cat",
+    "tiger cat",
+    "Persian cat",
+    "Siamese cat, Siamese",
+    "Egyptian cat",
+}
 
 
 def photo(name: str) -> Image.Image:

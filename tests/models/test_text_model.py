@@ -16,7 +16,9 @@ def test_matches_sentence_transformers(text_embedder: TextEmbedder) -> None:
 
 def test_padding_does_not_change_a_sentence(text_embedder: TextEmbedder) -> None:
     alone = text_embedder.embed(["short"])[0]
-    padded = text_embedder.embed(["short", "a much longer sentence that forces padding of the first"])[0]
+    padded = text_embedder.embed(
+        ["short", "a much longer sentence that forces padding of the first"]
+    )[0]
     assert float(alone @ padded) > 0.9999
     assert np.isclose(np.linalg.norm(alone), 1.0, atol=1e-5)
 

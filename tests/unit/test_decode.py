@@ -17,8 +17,11 @@ def jpeg(width: int, height: int) -> bytes:
 
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims a size; the pixels are never there."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
@@ -69,7 +72,11 @@ def test_truncated_jpeg() -> None:
 def test_text_decoding() -> None:
     decoder = TextDecoder(max_bytes=100)
     assert decoder.decode("  héllo \n".encode()) == "héllo"
-    for data, reason in [(b"   ", "empty"), (b"\xff\xfe", "UTF-8"), (b"a\x00b", "NUL"),
-                         (b"x" * 101, "over 100")]:
+    for data, reason in [
+        (b"   ", "empty"),
+        (b"\xff\xfe", "UTF-8"),
+        (b"a\x00b", "NUL"),
+        (b"x" * 101, "over 100"),
+    ]:
         with pytest.raises(DecodeError, match=reason):
             decoder.decode(data)

@@ -131,7 +131,9 @@ def test_delete_removes_the_asset_from_every_version(h: Harness) -> None:
 
 
 def test_last_message_per_id_wins_within_a_batch(h: Harness) -> None:
-    report = h.run({"id": "t", "text": "first"}, {"id": "t", "op": "delete"}, {"id": "t", "text": "last"})
+    report = h.run(
+        {"id": "t", "text": "first"}, {"id": "t", "op": "delete"}, {"id": "t", "text": "last"}
+    )
     assert h.rows()["t"].text == "last"  # type: ignore[attr-defined]
     assert report.embedded == 1
 
@@ -183,7 +185,9 @@ def test_permanent_sink_rejection_is_isolated_to_its_rows(h: Harness) -> None:
         return original(name, rows)
 
     h.store.upsert = flaky  # type: ignore[method-assign]
-    report = h.run({"id": "a", "text": "1"}, {"id": "poison", "text": "2"}, {"id": "b", "text": "3"})
+    report = h.run(
+        {"id": "a", "text": "1"}, {"id": "poison", "text": "2"}, {"id": "b", "text": "3"}
+    )
     assert [d.stage for d in report.dead_letters] == ["sink"]
     assert {"a", "b"} <= set(h.rows())
     assert "poison" not in h.rows()

@@ -13,8 +13,14 @@ def encode(obj: object) -> bytes:
 def test_parses_the_contract_example() -> None:
     upload = parse_upload(
         encode(
-            {"id": "asset-123", "uri": "file:///data/cat.jpg", "media_type": "image",
-             "text": None, "metadata": {"tenant": "acme"}, "op": "upsert"}
+            {
+                "id": "asset-123",
+                "uri": "file:///data/cat.jpg",
+                "media_type": "image",
+                "text": None,
+                "metadata": {"tenant": "acme"},
+                "op": "upsert",
+            }
         )
     )
     assert upload.id == "asset-123"

@@ -47,8 +47,11 @@ def test_bad_value_names_the_variable(tmp_path: Path) -> None:
 def test_stack_file_fills_addresses_and_environment_wins(tmp_path: Path) -> None:
     (tmp_path / "stack.json").write_text(
         json.dumps(
-            {"kafka_bootstrap": "127.0.0.1:1111", "redis_url": "redis://127.0.0.1:2222/0",
-             "milvus_uri": "http://127.0.0.1:3333"}
+            {
+                "kafka_bootstrap": "127.0.0.1:1111",
+                "redis_url": "redis://127.0.0.1:2222/0",
+                "milvus_uri": "http://127.0.0.1:3333",
+            }
         )
     )
     env = {"STREAMER_STACK_STATE_DIR": str(tmp_path)}

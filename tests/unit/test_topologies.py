@@ -34,6 +34,9 @@ def test_topology_is_validated_when_declared() -> None:
     with pytest.raises(ConfigError, match="TimmModelSpec"):
         Topology(name="t", media_type="image", model=spec, model_version="v1")
     ok = Topology(
-        name="t", media_type="image", model=TimmModelSpec("resnet18", Path("/w")), model_version="v1"
+        name="t",
+        media_type="image",
+        model=TimmModelSpec("resnet18", Path("/w")),
+        model_version="v1",
     )
     assert ok.device == "auto"
