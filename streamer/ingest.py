@@ -20,7 +20,15 @@ from typing import Any, TypeVar
 from operators.fetch import Fetcher
 from streamer.dedupe import DedupeCache, content_hash, row_digest
 from streamer.embedders import Embedder
-from streamer.errors import EmbedError, InvalidMessage, SinkError, StageError, TransientError
+from streamer.errors import (
+    DecodeError,
+    EmbedError,
+    FetchError,
+    InvalidMessage,
+    SinkError,
+    StageError,
+    TransientError,
+)
 from streamer.messages import DeadLetter, UploadMessage, parse_upload
 from streamer.stats import Stats
 from streamer.store import StoredRow, VectorRow, VectorStore
@@ -256,6 +264,8 @@ class IngestPipeline:
                 item.data = self.fetcher.fetch(upload.uri)
         except StageError as exc:
             return exc.for_asset(upload.id)
+        except Exception as exc:  # an unforeseen failure is this item's, never the worker's
+            return FetchError(f"{type(exc).__name__}: {exc}", asset_id=upload.id)
         item.content_hash = content_hash(item.data)
         item.digest = row_digest(item.content_hash, upload.uri or "", upload.metadata)
         return None
@@ -303,6 +313,8 @@ class IngestPipeline:
             item.prepared = embedder.prepare(item.data)
         except StageError as exc:
             return exc.for_asset(item.upload.id)
+        except Exception as exc:  # an unforeseen failure is this item's, never the worker's
+            return DecodeError(f"{type(exc).__name__}: {exc}", asset_id=item.upload.id)
         item.data = b""  # the bytes are no longer needed; keep batches small in memory
         return None
 

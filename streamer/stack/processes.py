@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,12 +17,18 @@ from streamer.errors import StackError
 
 __all__ = [
     "ManagedProcess",
+    "ProcessExited",
+    "exit_status",
     "free_port",
     "port_open",
     "spawn",
     "stop",
     "wait_until",
 ]
+
+
+class ProcessExited(StackError):
+    """A server process ended while it was starting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +48,30 @@ class ManagedProcess:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port below the kernel's ephemeral range, so no outgoing connection takes it
+    between this check and the server's bind."""
+    for _ in range(200):
+        port = random.randint(20_000, 32_000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise StackError("no free port found in 20000-32000")
+
+
+def exit_status(pid: int) -> str:
+    """How a child of this process ended, if it has."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return "exited"
+    if done == 0:
+        return "running"
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exited with code {os.WEXITSTATUS(status)}"
 
 
 def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
@@ -78,7 +106,9 @@ def wait_until(
         if check():
             return
         if process is not None and not process.alive():
-            raise StackError(f"{what} exited during start-up; see {process.log}")
+            raise ProcessExited(
+                f"{what} {exit_status(process.pid)} during start-up; see {process.log}"
+            )
         time.sleep(0.2)
     where = f"; see {process.log}" if process else ""
     raise StackError(f"{what} not ready after {timeout_s:.0f}s{where}")

@@ -200,3 +200,13 @@ def test_unknown_media_type_has_no_topology(h: Harness) -> None:
     report = h.run(h.image("a", b"img"))
     assert report.dead_letters[0].stage == "validate"
     assert "no topology" in report.dead_letters[0].error_message
+
+
+def test_an_unforeseen_decoder_failure_is_isolated(h: Harness) -> None:
+    def explode(data: bytes) -> object:
+        raise ZeroDivisionError("division by zero in a transform")
+
+    h.embedders["text"].prepare = explode  # type: ignore[method-assign]
+    report = h.run({"id": "t", "text": "x"})
+    assert [(d.stage, d.error_class) for d in report.dead_letters] == [("decode", "DecodeError")]
+    assert "ZeroDivisionError" in report.dead_letters[0].error_message
