@@ -135,6 +135,7 @@ def _start(
             wait_until(server.name, ready, timeout_s=timeout_s, process=process)
             return process, port
         except ProcessExited:
+            stop(process)  # gone already; never leave an orphan behind a retry
             if attempt == attempts:
                 raise
         except StackError:

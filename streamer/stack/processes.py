@@ -95,7 +95,13 @@ def spawn(name: str, argv: Sequence[str], *, log_dir: Path, marker: str) -> Mana
             start_new_session=True,
             close_fds=True,
         )
-    return ManagedProcess(name=name, pid=proc.pid, marker=marker, log=str(log_path))
+    process = ManagedProcess(name=name, pid=proc.pid, marker=marker, log=str(log_path))
+    # Popen can return before the kernel shows the new program's command line; wait for it so
+    # that alive() (which checks the marker) never mistakes a starting process for a dead one.
+    deadline = time.monotonic() + 5
+    while not process.alive() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return process
 
 
 def wait_until(
