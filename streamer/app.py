@@ -10,8 +10,9 @@ of leaving a process that looks alive and commits nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from mode import CrashingSupervisor
 from streamer.errors import TransientError
 from streamer.ingest import IngestPipeline, Record, retry_transient
 from streamer.messages import DeadLetter
+from streamer.search import Answer, SearchService
 from streamer.settings import Settings
 from topologies.base import Topology
 
@@ -40,9 +42,17 @@ def batch_window(topologies: Sequence[Topology], settings: Settings) -> tuple[in
     return size, max(wait_s, 0.001)
 
 
+AGENTS = ("ingest", "search")
+
+
 def create_app(
-    settings: Settings, topologies: Sequence[Topology], pipeline: IngestPipeline
+    settings: Settings,
+    topologies: Sequence[Topology],
+    pipeline: IngestPipeline | None,
+    searcher: SearchService | None = None,
 ) -> faust.App:
+    """The app with the ingest agent (when ``pipeline`` is given) and the search agent (when
+    ``searcher`` is)."""
     kafka = settings.kafka
     datadir = Path(settings.stack.state_dir) / "faust"
     app = faust.App(
@@ -68,17 +78,50 @@ def create_app(
     max_pause_s = settings.runtime.sink_retry_max_s
 
     async def publish_dead_letter(letter: DeadLetter) -> None:
-        async def send() -> Any:
-            try:
-                delivery = await deadletters.send(
-                    key=letter.key, value=letter.value, headers=letter.headers()
-                )
-                return await delivery
-            except Exception as exc:  # the broker client raises many kinds
-                raise TransientError("kafka", f"dead letter not delivered: {exc}") from exc
+        await send_until_delivered(
+            deadletters,
+            key=letter.key,
+            value=letter.value,
+            headers=letter.headers(),
+            what="dead letter",
+            max_pause_s=max_pause_s,
+        )
 
-        await retry_transient("dead letter", send, max_pause_s=max_pause_s)
+    if pipeline is not None:
+        _ingest_agent(app, uploads, pipeline, publish_dead_letter, take_size, take_wait_s)
+    if searcher is not None:
+        _search_agent(app, settings, searcher)
+    return app
 
+
+async def send_until_delivered(
+    topic: faust.TopicT,
+    *,
+    key: bytes | None,
+    value: bytes,
+    what: str,
+    max_pause_s: float,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
+    """Send and wait for the broker's acknowledgement, retrying while the broker is away."""
+
+    async def attempt() -> Any:
+        try:
+            return await (await topic.send(key=key, value=value, headers=headers))
+        except Exception as exc:  # the broker client raises many kinds
+            raise TransientError("kafka", f"{what} not delivered: {exc}") from exc
+
+    await retry_transient(what, attempt, max_pause_s=max_pause_s)
+
+
+def _ingest_agent(
+    app: faust.App,
+    uploads: faust.TopicT,
+    pipeline: IngestPipeline,
+    publish_dead_letter: Callable[[DeadLetter], Awaitable[None]],
+    take_size: int,
+    take_wait_s: float,
+) -> None:
     @app.agent(uploads, name="ingest", supervisor_strategy=CrashingSupervisor)
     async def ingest(stream: faust.StreamT) -> None:
         # noack_take is on faust's Stream, not on the StreamT protocol the decorator declares.
@@ -104,7 +147,35 @@ def create_app(
                 extra={"counts": report.counts(), "offsets": _offsets(records)},
             )
 
-    return app
+
+def _search_agent(app: faust.App, settings: Settings, searcher: SearchService) -> None:
+    """Requests taken within the coalescing window are answered together; each request is
+    acknowledged once its answer is delivered."""
+    requests = app.topic(settings.kafka.search_requests_topic, partitions=settings.kafka.partitions)
+    replies: dict[str, faust.TopicT] = {}
+    window_s = max(settings.search.window_ms / 1000, 0.001)
+    max_pause_s = settings.runtime.sink_retry_max_s
+
+    async def send(answer: Answer) -> None:
+        topic = replies.get(answer.reply_to)
+        if topic is None:
+            topic = replies[answer.reply_to] = app.topic(answer.reply_to)
+        await send_until_delivered(
+            topic,
+            key=answer.key(),
+            value=answer.value(),
+            what="search answer",
+            max_pause_s=max_pause_s,
+        )
+
+    @app.agent(requests, name="search", supervisor_strategy=CrashingSupervisor)
+    async def search(stream: faust.StreamT) -> None:
+        batches = stream.noack_take(settings.search.max_batch, within=window_s)  # type: ignore[attr-defined]
+        async for events in batches:
+            answers = await searcher.answer([e.value for e in events], [e.key for e in events])
+            await asyncio.gather(*(send(a) for a in answers))
+            for event in events:
+                await stream.ack(event)
 
 
 def _offsets(records: Sequence[Record]) -> dict[str, int]:

@@ -48,11 +48,19 @@ def down(purge: bool) -> None:
 
 @cli.command()
 @click.option("--topology", "names", multiple=True, help="Serve only these topologies.")
-def worker(names: tuple[str, ...]) -> None:
-    """Run the ingestion agent (a faust worker) until interrupted."""
+@click.option(
+    "--agents",
+    type=click.Choice(["all", "ingest", "search"]),
+    default="all",
+    show_default=True,
+    help="Run both agents, or only ingestion or only search.",
+)
+def worker(names: tuple[str, ...], agents: str) -> None:
+    """Run the ingestion and query agents (a faust worker) until interrupted."""
     from streamer.worker import run_worker
 
-    run_worker(_settings(), _topologies(names))
+    chosen = ("ingest", "search") if agents == "all" else (agents,)
+    run_worker(_settings(), _topologies(names), chosen)
 
 
 def _topologies(names: tuple[str, ...]) -> tuple[Any, ...]:
@@ -97,6 +105,81 @@ def produce(
     settings = _settings()
     sent = asyncio.run(publish(settings.kafka, uploads))
     click.echo(f"published {sent} message(s) to {settings.kafka.uploads_topic}")
+
+
+@cli.command()
+@click.argument("text", required=False)
+@click.option("--image", "image", type=click.Path(dir_okay=False), help="Query by this image.")
+@click.option("--uri", help="Query by a media URI the worker can read.")
+@click.option("--topology", help="Which topology to search (inferred for text and images).")
+@click.option("--top-k", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="Metadata filter; repeat a key to accept any of several values.")  # fmt: skip
+@click.option("--version", "model_version", help="Search this model version, not the serving one.")
+@click.option("--timeout", "timeout_s", type=float, help="Seconds to wait for the answer.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def search(
+    text: str | None,
+    image: str | None,
+    uri: str | None,
+    topology: str | None,
+    top_k: int,
+    filters: tuple[str, ...],
+    model_version: str | None,
+    timeout_s: float | None,
+    as_json: bool,
+) -> None:
+    """Search through the query topic: TEXT, --image PATH or --uri URI."""
+    from streamer.client import SearchClient
+
+    if sum(x is not None for x in (text, image, uri)) != 1:
+        raise click.UsageError("give exactly one of TEXT, --image or --uri")
+    wanted: dict[str, Any] = {}
+    for key, value in (_pair(f) for f in filters):
+        previous = wanted.get(key)
+        wanted[key] = value if previous is None else [*_as_list(previous), value]
+    settings = _settings()
+
+    async def ask() -> Any:
+        client = SearchClient(settings.kafka, timeout_s=timeout_s or settings.search.timeout_s)
+        async with client:
+            return await client.search(
+                text, uri=uri, image_path=image, topology=topology, top_k=top_k,
+                filter=wanted, version=model_version,
+            )  # fmt: skip
+
+    result = asyncio.run(ask())
+    if as_json:
+        click.echo(result.model_dump_json())
+    else:
+        _print_hits(result)
+    if result.error:
+        sys.exit(1)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _print_hits(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if result.error:
+        console.print(f"[red]error:[/] {result.error}")
+        return
+    table = Table(
+        title=f"{result.topology} · {result.model_version} · {result.took_ms:.1f} ms in the service"
+    )
+    for column in ("#", "id", "score", "uri", "metadata"):
+        table.add_column(column)
+    for rank, hit in enumerate(result.hits, 1):
+        metadata = ", ".join(f"{k}={v}" for k, v in hit.metadata.items())
+        table.add_row(str(rank), hit.id, f"{hit.score:.3f}", hit.uri or "", metadata)
+    console.print(table)
+    if not result.hits:
+        console.print("no hits")
 
 
 def _pair(text: str) -> tuple[str, str]:

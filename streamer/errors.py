@@ -9,6 +9,8 @@ StreamerError
 │   ├── DecodeError        stage "decode": corrupt, unsupported or oversized media
 │   ├── EmbedError         stage "embed": the model failed on this item
 │   └── SinkError          stage "sink": the vector store rejected the row
+├── QueryError             a search request that cannot be answered (sent back as its error)
+├── NoAnswer               a search client waited in vain (is a worker running?)
 ├── BatchContractError     an operator returned a different number of results than inputs
 └── TransientError         a dependency is down (broker, Redis, Milvus): retry, never drop
 """
@@ -26,6 +28,8 @@ __all__ = [
     "EmbedError",
     "FetchError",
     "InvalidMessage",
+    "NoAnswer",
+    "QueryError",
     "SinkError",
     "StackError",
     "Stage",
@@ -83,6 +87,14 @@ class EmbedError(StageError):
 
 class SinkError(StageError):
     stage = "sink"
+
+
+class QueryError(StreamerError):
+    """A search request that cannot be answered; the message goes back in the result."""
+
+
+class NoAnswer(StreamerError):
+    """No answer came back in time for a search request."""
 
 
 class BatchContractError(StreamerError):

@@ -210,7 +210,10 @@ class IngestPipeline:
         token = await self._io(
             "ensure collection",
             lambda: self.store.ensure_collection(
-                collection, embedder.dim, alias=topology.alias(prefix=self.prefix)
+                collection,
+                embedder.dim,
+                alias=topology.alias(prefix=self.prefix),
+                model_version=topology.model_version,
             ),
         )
         cache_key = f"{collection}@{token}"

@@ -53,3 +53,5 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "faust", "mode", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # pymilvus logs every failed call with a traceback; streamer reports them itself, typed.
+    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)

@@ -25,6 +25,7 @@ __all__ = [
     "MilvusSettings",
     "RedisSettings",
     "RuntimeSettings",
+    "SearchSettings",
     "Settings",
     "StackSettings",
     "load_settings",
@@ -98,6 +99,14 @@ class FetchSettings(_Concern):
         return tuple(p.expanduser().resolve() for p in value)
 
 
+class SearchSettings(_Concern):
+    env_prefix = "STREAMER_SEARCH_"
+    window_ms: int = Field(5, ge=0, le=1000, description="coalescing window for requests")
+    max_batch: int = Field(256, ge=1, le=4096, description="most requests answered together")
+    max_top_k: int = Field(100, ge=1, le=16384)
+    timeout_s: float = Field(30.0, gt=0, description="client wait for an answer")
+
+
 class RuntimeSettings(_Concern):
     env_prefix = "STREAMER_"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -123,6 +132,7 @@ class Settings(BaseModel):
     milvus: MilvusSettings = Field(default_factory=MilvusSettings)
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
 
@@ -135,6 +145,7 @@ _CONCERNS: dict[str, type[_Concern]] = {
     "milvus": MilvusSettings,
     "batching": BatchingSettings,
     "fetch": FetchSettings,
+    "search": SearchSettings,
     "runtime": RuntimeSettings,
     "stack": StackSettings,
 }

@@ -31,6 +31,7 @@ URI_MAX_BYTES = 16_384
 TEXT_MAX_BYTES = 65_535
 QUERY_CHUNK = 500
 INCARNATION = "streamer.incarnation"
+MODEL_VERSION = "streamer.model_version"
 
 
 def escape_literal(value: str) -> str:
@@ -103,7 +104,7 @@ class VectorStore:
     def __init__(self, settings: MilvusSettings) -> None:
         self.settings = settings
         self._client: MilvusClient | None = None
-        self._incarnations: dict[str, str] = {}
+        self._described: dict[str, dict[str, str]] = {}
 
     @property
     def client(self) -> MilvusClient:
@@ -118,27 +119,29 @@ class VectorStore:
         if self._client is not None:
             self._client.close()
             self._client = None
-            self._incarnations.clear()
+            self._described.clear()
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         try:
             return fn()
         except (MilvusException, grpc.RpcError, ConnectionError, TimeoutError) as exc:
             if _is_transient(exc):
-                self._incarnations.clear()
+                self._described.clear()
                 raise TransientError("milvus", f"{what}: {exc}") from exc
             raise SinkError(f"milvus {what} failed: {exc}") from exc
 
     # collections and aliases
 
-    def ensure_collection(self, name: str, dim: int, *, alias: str | None = None) -> str:
+    def ensure_collection(
+        self, name: str, dim: int, *, alias: str | None = None, model_version: str = ""
+    ) -> str:
         """Create and load ``name`` if missing; point ``alias`` at it if the alias is free.
 
         Returns the collection's incarnation: a token that changes when the collection is
         dropped and created again, so caches keyed by it never outlive the data.
         """
-        if name in self._incarnations:
-            return self._incarnations[name]
+        if name in self._described:
+            return self.incarnation(name)
         client = self.client
         if not self._call("has_collection", lambda: client.has_collection(name)):
             schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -160,7 +163,7 @@ class VectorStore:
                         name,
                         schema=schema,
                         index_params=index,
-                        properties={INCARNATION: uuid.uuid4().hex},
+                        properties={INCARNATION: uuid.uuid4().hex, MODEL_VERSION: model_version},
                     ),
                 )
             except SinkError:
@@ -176,12 +179,18 @@ class VectorStore:
                     raise
         return self.incarnation(name)
 
-    def incarnation(self, name: str) -> str:
-        if name not in self._incarnations:
+    def _properties(self, name: str) -> dict[str, str]:
+        if name not in self._described:
             described = self._call("describe", lambda: self.client.describe_collection(name))
-            properties = described.get("properties") or {}
-            self._incarnations[name] = str(properties.get(INCARNATION, "0"))
-        return self._incarnations[name]
+            self._described[name] = dict(described.get("properties") or {})
+        return self._described[name]
+
+    def incarnation(self, name: str) -> str:
+        return str(self._properties(name).get(INCARNATION, "0"))
+
+    def model_version(self, name: str) -> str | None:
+        """The model version a collection was created for (None if streamer did not create it)."""
+        return self._properties(name).get(MODEL_VERSION) or None
 
     def alias_target(self, alias: str) -> str | None:
         client = self.client
@@ -205,7 +214,7 @@ class VectorStore:
         return sorted(n for n in names if n.startswith(prefix))
 
     def drop(self, name: str) -> None:
-        self._incarnations.pop(name, None)
+        self._described.pop(name, None)
         self._call("drop_collection", lambda: self.client.drop_collection(name))
 
     # rows

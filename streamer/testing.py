@@ -27,6 +27,7 @@ __all__ = ["FakeEmbedder", "InMemoryHashes", "InMemoryVectorStore"]
 class _Collection:
     dim: int
     incarnation: str
+    model_version: str = ""
     rows: dict[str, VectorRow] = field(default_factory=dict)
 
 
@@ -39,6 +40,7 @@ class InMemoryVectorStore(VectorStore):
         self.aliases: dict[str, str] = {}
         self.fail_next: list[Exception] = []
         self.upsert_calls = 0
+        self.search_calls = 0
         self._created = 0
 
     def _maybe_fail(self) -> None:
@@ -48,17 +50,22 @@ class InMemoryVectorStore(VectorStore):
     def close(self) -> None:
         pass
 
-    def ensure_collection(self, name: str, dim: int, *, alias: str | None = None) -> str:
+    def ensure_collection(
+        self, name: str, dim: int, *, alias: str | None = None, model_version: str = ""
+    ) -> str:
         self._maybe_fail()
         if name not in self.data:
             self._created += 1
-            self.data[name] = _Collection(dim=dim, incarnation=f"inc-{self._created}")
+            self.data[name] = _Collection(dim, f"inc-{self._created}", model_version)
         if alias is not None and alias not in self.aliases:
             self.aliases[alias] = name
         return self.data[name].incarnation
 
     def incarnation(self, name: str) -> str:
         return self.data[name].incarnation
+
+    def model_version(self, name: str) -> str | None:
+        return self.data[name].model_version or None
 
     def alias_target(self, alias: str) -> str | None:
         return self.aliases.get(alias)
@@ -118,6 +125,8 @@ class InMemoryVectorStore(VectorStore):
     def search(
         self, name: str, vectors: npt.NDArray[np.float32], *, top_k: int, filter_expr: str = ""
     ) -> list[list[SearchHit]]:
+        self._maybe_fail()
+        self.search_calls += 1
         rows = list(self._resolve(name).rows.values())
         out = []
         for query in np.atleast_2d(vectors):

@@ -13,11 +13,12 @@ import faust
 import redis
 
 from operators.fetch import Fetcher, FileFetcher
-from streamer.app import create_app
+from streamer.app import AGENTS, create_app
 from streamer.dedupe import DedupeCache
 from streamer.embedders import Embedder, load_embedder
 from streamer.ingest import IngestPipeline
 from streamer.logs import configure_logging
+from streamer.search import SearchService
 from streamer.settings import Settings
 from streamer.stats import Stats
 from streamer.store import VectorStore
@@ -86,21 +87,50 @@ def build_pipeline(
     )
 
 
-def run_worker(settings: Settings, topologies: Sequence[Topology]) -> None:
-    """Block running the ingest agent until SIGINT/SIGTERM."""
+def build_searcher(
+    settings: Settings, topologies: Sequence[Topology], embedders: dict[str, Embedder]
+) -> SearchService:
+    return SearchService(
+        topologies=topologies,
+        embedders=embedders,
+        store=VectorStore(settings.milvus),
+        fetcher=Fetcher(
+            FileFetcher(settings.fetch.media_roots, max_bytes=settings.fetch.max_bytes)
+        ),
+        stats=Stats(redis_client(settings), prefix=settings.redis.key_prefix),
+        decode_pool=ThreadPoolExecutor(2, "query-decode"),
+        # queries get their own model thread, so they never wait behind an ingest batch
+        model_pool=ThreadPoolExecutor(1, "query-model"),
+        default_reply_to=settings.kafka.search_results_topic,
+        max_top_k=settings.search.max_top_k,
+        collection_prefix=settings.milvus.collection_prefix,
+        max_retry_pause_s=settings.runtime.sink_retry_max_s,
+    )
+
+
+def run_worker(
+    settings: Settings, topologies: Sequence[Topology], agents: Sequence[str] = AGENTS
+) -> None:
+    """Block running the agents until SIGINT/SIGTERM."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     configure_logging(settings.runtime.log_level, settings.runtime.log_format)
     embedders = load_embedders(settings, topologies)
     asyncio.run(ensure_topics(settings.kafka))
-    pipeline = build_pipeline(settings, topologies, embedders, redis_client(settings))
-    app = create_app(settings, topologies, pipeline)
+    pipeline = (
+        build_pipeline(settings, topologies, embedders, redis_client(settings))
+        if "ingest" in agents
+        else None
+    )
+    searcher = build_searcher(settings, topologies, embedders) if "search" in agents else None
+    app = create_app(settings, topologies, pipeline, searcher)
     log.info(
         "worker starting",
         extra={
             "bootstrap": settings.kafka.bootstrap_servers,
             "milvus": settings.milvus.uri,
             "topologies": [t.name for t in topologies],
+            "agents": list(agents),
         },
     )
     faust.Worker(

@@ -18,6 +18,7 @@ from streamer.messages import MediaType
 __all__ = ["BatchPolicy", "TextModelSpec", "TimmModelSpec", "Topology"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 
 WeightsSource = Path | Callable[[], Path]
@@ -81,6 +82,7 @@ class Topology:
     model_version: str
     batch: BatchPolicy = field(default_factory=BatchPolicy)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    metadata_fields: tuple[str, ...] = ("tenant", "source", "category")
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -90,6 +92,11 @@ class Topology:
                 f"topology {self.name!r}: model_version {self.model_version!r} "
                 f"must match {_VERSION.pattern}"
             )
+        for name in self.metadata_fields:
+            if not _FIELD.match(name):
+                raise ConfigError(
+                    f"topology {self.name!r}: metadata field {name!r} must match {_FIELD.pattern}"
+                )
         expects = TimmModelSpec if self.media_type == "image" else TextModelSpec
         if not isinstance(self.model, expects):
             raise ConfigError(

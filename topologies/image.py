@@ -27,4 +27,5 @@ IMAGE = Topology(
     model_version="effnet-lite0@1",
     # Measured on a 2-core CPU: this model runs fastest at small batches; a GPU wants more.
     batch=BatchPolicy(max_batch_size=16, max_wait_ms=50),
+    metadata_fields=("tenant", "source", "category", "name", "album"),
 )

@@ -23,4 +23,5 @@ TEXT = Topology(
     model_version="minilm-l6@1",
     # Measured on a 2-core CPU: MiniLM runs about 5x faster at batch 64 than at batch 1.
     batch=BatchPolicy(max_batch_size=64, max_wait_ms=50),
+    metadata_fields=("tenant", "source", "category", "lang", "doc"),
 )

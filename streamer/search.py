@@ -1,0 +1,321 @@
+"""The query path: search requests in, one answer each, many requests served by one search.
+
+Requests taken together (the coalescing window) are validated one by one; their queries are
+embedded a batch per topology, and every group that shares a collection and a filter is
+answered by one Milvus search with as many query vectors as requests. A request that cannot
+be answered gets a result whose ``error`` says why: never silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import ValidationError
+
+from operators.fetch import Fetcher
+from streamer.embedders import Embedder
+from streamer.errors import QueryError, StageError
+from streamer.filters import build_filter
+from streamer.ingest import retry_transient
+from streamer.messages import Hit, SearchRequest, SearchResult, infer_media_type
+from streamer.stats import Stats
+from streamer.store import VectorStore
+from topologies.base import Topology
+
+__all__ = ["Answer", "SearchService"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One result and the topic it goes to."""
+
+    reply_to: str
+    result: SearchResult
+
+    def key(self) -> bytes:
+        return self.result.request_id.encode()
+
+    def value(self) -> bytes:
+        return self.result.model_dump_json().encode()
+
+
+@dataclass(slots=True)
+class _Query:
+    index: int
+    request: SearchRequest
+    topology: Topology
+    collection: str = ""
+    model_version: str | None = None
+    filter_expr: str = ""
+    vector: npt.NDArray[np.float32] | None = None
+    prepared: Any = None
+    hits: list[Hit] = field(default_factory=list)
+
+
+class SearchService:
+    def __init__(
+        self,
+        *,
+        topologies: Sequence[Topology],
+        embedders: Mapping[str, Embedder],
+        store: VectorStore,
+        fetcher: Fetcher,
+        stats: Stats,
+        decode_pool: Executor,
+        model_pool: Executor,
+        default_reply_to: str,
+        max_top_k: int = 100,
+        collection_prefix: str = "",
+        max_retry_pause_s: float = 30.0,
+    ) -> None:
+        self.topologies = {t.name: t for t in topologies}
+        self.by_media = {t.media_type: t for t in topologies}
+        self.embedders = embedders
+        self.store = store
+        self.fetcher = fetcher
+        self.stats = stats
+        self.decode_pool = decode_pool
+        self.model_pool = model_pool
+        self.default_reply_to = default_reply_to
+        self.max_top_k = max_top_k
+        self.prefix = collection_prefix
+        self.max_retry_pause_s = max_retry_pause_s
+
+    def reply_allowed(self, topic: str) -> bool:
+        """Answers go to the results topic or its ``<results>.<suffix>`` children only, so a
+        request can never write into another topic (``media.uploads``, say)."""
+        base = self.default_reply_to
+        return topic == base or (topic.startswith(f"{base}.") and len(topic) <= 249)
+
+    async def answer(
+        self, values: Sequence[bytes | None], keys: Sequence[bytes | None]
+    ) -> list[Answer]:
+        """One answer per request value, in order."""
+        started = time.perf_counter()
+        answers: list[Answer | None] = [None] * len(values)
+        queries: list[_Query] = []
+        for i, (value, key) in enumerate(zip(values, keys, strict=True)):
+            try:
+                queries.append(self._validate(i, value))
+            except QueryError as exc:
+                request_id, reply_to = _identify(value, key, self.default_reply_to)
+                if not self.reply_allowed(reply_to):
+                    reply_to = self.default_reply_to
+                answers[i] = Answer(reply_to, SearchResult(request_id=request_id, error=str(exc)))
+
+        failed = await self._run(queries)
+        took_ms = (time.perf_counter() - started) * 1000
+        for query in queries:
+            error = failed.get(query.index)
+            result = SearchResult(
+                request_id=query.request.request_id,
+                hits=[] if error else query.hits,
+                topology=query.topology.name,
+                model_version=query.model_version,
+                took_ms=round(took_ms, 2),
+                error=error,
+            )
+            answers[query.index] = Answer(query.request.reply_to, result)
+        self.stats.add({"search_requests": len(values)})
+        return [a for a in answers if a is not None]
+
+    def _validate(self, index: int, value: bytes | None) -> _Query:
+        try:
+            data = json.loads(value or b"")
+        except ValueError as exc:
+            raise QueryError(f"request is not UTF-8 JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise QueryError("request must be a JSON object")
+        data.setdefault("reply_to", self.default_reply_to)
+        try:
+            request = SearchRequest.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise QueryError(f"invalid request: {problems}") from exc
+        if not self.reply_allowed(request.reply_to):
+            raise QueryError(
+                f"reply_to {request.reply_to!r} is not allowed: use {self.default_reply_to!r} "
+                f"or {self.default_reply_to}.<suffix>"
+            )
+        given = [n for n in ("text", "uri", "vector") if getattr(request, n) is not None]
+        if len(given) != 1:
+            raise QueryError(f"give exactly one of text, uri or vector (got {given or 'none'})")
+        if request.top_k > self.max_top_k:
+            raise QueryError(f"top_k {request.top_k} is over the limit of {self.max_top_k}")
+        topology = self._topology(request)
+        query = _Query(index, request, topology)
+        query.filter_expr = build_filter(request.filter, topology.metadata_fields)
+        if request.vector is not None:
+            query.vector = _unit(request.vector)
+        return query
+
+    def _topology(self, request: SearchRequest) -> Topology:
+        if request.topology is not None:
+            if request.topology not in self.topologies:
+                raise QueryError(
+                    f"unknown topology {request.topology!r}; served: {sorted(self.topologies)}"
+                )
+            return self.topologies[request.topology]
+        if request.vector is not None:
+            raise QueryError("a vector query must name its topology")
+        kind = infer_media_type(request.uri, request.text)
+        if kind is None or kind not in self.by_media:
+            raise QueryError("cannot tell which topology serves this query; set 'topology'")
+        return self.by_media[kind]
+
+    async def _run(self, queries: list[_Query]) -> dict[int, str]:
+        """Resolve, embed and search; returns the errors of the queries that failed."""
+        failed: dict[int, str] = {}
+        loop = asyncio.get_running_loop()
+        for query in queries:
+            try:
+                await self._resolve(query)
+            except QueryError as exc:
+                failed[query.index] = str(exc)
+        live = [q for q in queries if q.index not in failed]
+
+        media = [q for q in live if q.vector is None]
+        prepared = await asyncio.gather(
+            *(loop.run_in_executor(self.decode_pool, self._prepare, q) for q in media)
+        )
+        for query, error in zip(media, prepared, strict=True):
+            if error is not None:
+                failed[query.index] = error
+        by_topology: dict[str, list[_Query]] = {}
+        for query in media:
+            if query.index not in failed:
+                by_topology.setdefault(query.topology.name, []).append(query)
+        for name, group in by_topology.items():
+            error = await loop.run_in_executor(self.model_pool, self._embed, name, group)
+            if error is not None:
+                failed.update({q.index: error for q in group})
+
+        groups: dict[tuple[str, str, int], list[_Query]] = {}
+        for query in live:
+            if query.index in failed or query.vector is None:
+                continue
+            dim = self.embedders[query.topology.name].dim
+            if query.model_version == query.topology.model_version and query.vector.size != dim:
+                failed[query.index] = f"vector must have {dim} dimensions, not {query.vector.size}"
+                continue
+            key = (query.collection, query.filter_expr, query.vector.size)
+            groups.setdefault(key, []).append(query)
+        for (collection, filter_expr, _), group in groups.items():
+            error = await self._search(collection, filter_expr, group)
+            if error is not None:
+                failed.update({q.index: error for q in group})
+        return failed
+
+    async def _io(self, what: str, fn: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await retry_transient(
+            what, lambda: loop.run_in_executor(None, fn), max_pause_s=self.max_retry_pause_s
+        )
+
+    async def _resolve(self, query: _Query) -> None:
+        """Which collection answers, and with which model version."""
+        topology, version = query.topology, query.request.version
+        if version is None:
+            alias = topology.alias(prefix=self.prefix)
+            target = await self._io("alias", lambda: self.store.alias_target(alias))
+            if target is None:
+                raise QueryError(f"topology {topology.name!r} has nothing indexed yet")
+            query.collection = target
+        else:
+            query.collection = topology.collection_name(version, prefix=self.prefix)
+            exists = await self._io("collections", lambda: self.store.collections(query.collection))
+            if query.collection not in exists:
+                raise QueryError(f"topology {topology.name!r} has no version {version!r}")
+        query.model_version = await self._io(
+            "describe", lambda: self.store.model_version(query.collection)
+        )
+        if query.vector is None and query.model_version not in (None, topology.model_version):
+            raise QueryError(
+                f"version {query.model_version!r} of {topology.name!r} is not the model this "
+                f"worker runs ({topology.model_version!r}); send a vector instead"
+            )
+
+    def _prepare(self, query: _Query) -> str | None:
+        embedder = self.embedders[query.topology.name]
+        request = query.request
+        try:
+            data = request.text.encode() if request.text is not None else None
+            if data is None:
+                assert request.uri is not None
+                data = self.fetcher.fetch(request.uri)
+            query.prepared = embedder.prepare(data)
+        except StageError as exc:
+            return f"query {exc.stage} failed: {exc.cause}"
+        except Exception as exc:  # an unforeseen failure is this query's, never the worker's
+            return f"query decode failed: {type(exc).__name__}: {exc}"
+        return None
+
+    def _embed(self, topology: str, group: list[_Query]) -> str | None:
+        try:
+            vectors = self.embedders[topology].embed([q.prepared for q in group])
+        except Exception as exc:
+            return f"query embedding failed: {type(exc).__name__}: {exc}"
+        for query, vector in zip(group, vectors, strict=True):
+            query.vector = vector
+            query.prepared = None
+        return None
+
+    async def _search(self, collection: str, filter_expr: str, group: list[_Query]) -> str | None:
+        vectors = np.stack([q.vector for q in group if q.vector is not None])
+        limit = max(q.request.top_k for q in group)
+        try:
+            results = await self._io(
+                "search",
+                lambda: self.store.search(
+                    collection, vectors, top_k=limit, filter_expr=filter_expr
+                ),
+            )
+        except StageError as exc:
+            return f"search failed: {exc.cause}"
+        self.stats.add({"search_calls": 1})
+        for query, hits in zip(group, results, strict=True):
+            query.hits = [
+                Hit(id=h.id, score=h.score, uri=h.uri, metadata=h.metadata)
+                for h in hits[: query.request.top_k]
+            ]
+        return None
+
+
+def _unit(values: list[float]) -> npt.NDArray[np.float32]:
+    vector = np.asarray(values, dtype=np.float32)
+    if vector.ndim != 1 or vector.size == 0 or not np.isfinite(vector).all():
+        raise QueryError("vector must be a non-empty list of finite numbers")
+    norm = float(np.linalg.norm(vector))
+    if norm == 0 or not math.isfinite(norm):
+        raise QueryError("vector must not be all zeros")
+    return vector / norm
+
+
+def _identify(value: bytes | None, key: bytes | None, default_reply_to: str) -> tuple[str, str]:
+    """The request id and reply topic of a request that failed validation, where known."""
+    request_id = key.decode(errors="replace") if key else ""
+    reply_to = default_reply_to
+    try:
+        data = json.loads(value or b"")
+    except ValueError:
+        return request_id, reply_to
+    if isinstance(data, dict):
+        if isinstance(data.get("request_id"), str) and data["request_id"]:
+            request_id = data["request_id"]
+        if isinstance(data.get("reply_to"), str):
+            reply_to = data["reply_to"]
+    return request_id, reply_to
