@@ -10,7 +10,6 @@ of leaving a process that looks alive and commits nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -22,7 +21,8 @@ from mode import CrashingSupervisor
 from streamer.errors import TransientError
 from streamer.ingest import IngestPipeline, Record, retry_transient
 from streamer.messages import DeadLetter
-from streamer.search import Answer, SearchService
+from streamer.query_agent import QueryAgent
+from streamer.search import SearchService
 from streamer.settings import Settings
 from topologies.base import Topology
 
@@ -90,7 +90,7 @@ def create_app(
     if pipeline is not None:
         _ingest_agent(app, uploads, pipeline, publish_dead_letter, take_size, take_wait_s)
     if searcher is not None:
-        _search_agent(app, settings, searcher)
+        app.add_dependency(QueryAgent(settings, searcher, loop=app.loop))
     return app
 
 
@@ -146,36 +146,6 @@ def _ingest_agent(
                 "batch done",
                 extra={"counts": report.counts(), "offsets": _offsets(records)},
             )
-
-
-def _search_agent(app: faust.App, settings: Settings, searcher: SearchService) -> None:
-    """Requests taken within the coalescing window are answered together; each request is
-    acknowledged once its answer is delivered."""
-    requests = app.topic(settings.kafka.search_requests_topic, partitions=settings.kafka.partitions)
-    replies: dict[str, faust.TopicT] = {}
-    window_s = max(settings.search.window_ms / 1000, 0.001)
-    max_pause_s = settings.runtime.sink_retry_max_s
-
-    async def send(answer: Answer) -> None:
-        topic = replies.get(answer.reply_to)
-        if topic is None:
-            topic = replies[answer.reply_to] = app.topic(answer.reply_to)
-        await send_until_delivered(
-            topic,
-            key=answer.key(),
-            value=answer.value(),
-            what="search answer",
-            max_pause_s=max_pause_s,
-        )
-
-    @app.agent(requests, name="search", supervisor_strategy=CrashingSupervisor)
-    async def search(stream: faust.StreamT) -> None:
-        batches = stream.noack_take(settings.search.max_batch, within=window_s)  # type: ignore[attr-defined]
-        async for events in batches:
-            answers = await searcher.answer([e.value for e in events], [e.key for e in events])
-            await asyncio.gather(*(send(a) for a in answers))
-            for event in events:
-                await stream.ack(event)
 
 
 def _offsets(records: Sequence[Record]) -> dict[str, int]:

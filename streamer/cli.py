@@ -203,6 +203,31 @@ def demo(as_json: bool, keep_up: bool) -> None:
         sys.exit(1)
 
 
+@cli.group()
+def bench() -> None:
+    """Benchmarks that print figures (``--json`` for machines)."""
+
+
+@bench.command("search")
+@click.option("--rows", default=20_000, show_default=True, type=click.IntRange(100))
+@click.option("--rate", "rate_qps", default=20.0, show_default=True, help="Requests/s, round trip.")
+@click.option("--duration", "duration_s", default=10.0, show_default=True)
+@click.option("--concurrency", default=200, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
+def bench_search(
+    rows: int, rate_qps: float, duration_s: float, concurrency: int, as_json: bool
+) -> None:
+    """Query service round trip and coalescing against direct Milvus searches."""
+    from streamer.bench.search import run_search_bench
+
+    figures = run_search_bench(
+        _settings(), rows=rows, rate_qps=rate_qps, duration_s=duration_s,
+        concurrency=concurrency, quiet=as_json,
+    )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(figures))
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

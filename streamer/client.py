@@ -61,7 +61,7 @@ class SearchClient:
         servers = self.kafka.bootstrap_servers
         self._producer = AIOKafkaProducer(bootstrap_servers=servers, linger_ms=0, acks=1)
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers, enable_auto_commit=False, fetch_max_wait_ms=50
+            bootstrap_servers=servers, enable_auto_commit=False, fetch_max_wait_ms=10
         )
         try:
             await self._producer.start()

@@ -105,6 +105,7 @@ class VectorStore:
         self.settings = settings
         self._client: MilvusClient | None = None
         self._described: dict[str, dict[str, str]] = {}
+        self._unflushed: dict[str, int] = {}
 
     @property
     def client(self) -> MilvusClient:
@@ -224,7 +225,15 @@ class VectorStore:
             return 0
         entities = [row.to_entity() for row in rows]
         result = self._call("upsert", lambda: self.client.upsert(name, entities))
+        self._unflushed[name] = self._unflushed.get(name, 0) + len(rows)
+        if self.settings.flush_rows and self._unflushed[name] >= self.settings.flush_rows:
+            self.flush(name)
         return int(result.get("upsert_count", len(rows))) if isinstance(result, dict) else len(rows)
+
+    def flush(self, name: str) -> None:
+        """Seal what was written so searches use the index instead of a scan."""
+        self._call("flush", lambda: self.client.flush(name))
+        self._unflushed[name] = 0
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         if ids:

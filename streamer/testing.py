@@ -94,6 +94,9 @@ class InMemoryVectorStore(VectorStore):
             collection.rows[row.id] = row
         return len(rows)
 
+    def flush(self, name: str) -> None:
+        self._maybe_fail()
+
     def delete(self, name: str, ids: Sequence[str]) -> None:
         self._maybe_fail()
         for asset_id in ids:

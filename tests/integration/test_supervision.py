@@ -1,4 +1,4 @@
-"""A crashed ingest agent ends its worker process instead of leaving it alive and idle."""
+"""A crashed agent ends its worker process instead of leaving it alive and idle."""
 
 from __future__ import annotations
 
@@ -11,49 +11,71 @@ import time
 
 import pytest
 
-from streamer.messages import UploadMessage
-from streamer.producer import publish
+from streamer.messages import SearchRequest, UploadMessage
+from streamer.producer import publish, publish_raw
 from streamer.settings import settings_env
 from tests.integration.conftest import Scenario
 
 pytestmark = pytest.mark.integration
 
-# The real app and agent, with a pipeline that fails as a bug would (not as bad input does).
+# The real app and agents, with parts that fail as a bug would (not as bad input does).
 CRASHING_WORKER = textwrap.dedent(
     """
+    import sys
     import faust
     from streamer.app import create_app
     from streamer.logs import configure_logging
     from streamer.settings import load_settings
     from topologies import DEFAULT_TOPOLOGIES
 
-    class BuggyPipeline:
+    class Buggy:
         async def process(self, records):
             raise RuntimeError("a bug in the pipeline")
 
+        async def answer(self, values, keys):
+            raise RuntimeError("a bug in the search service")
+
     configure_logging("INFO")
-    app = create_app(load_settings(), DEFAULT_TOPOLOGIES, BuggyPipeline())
+    which = sys.argv[1]
+    app = create_app(
+        load_settings(),
+        DEFAULT_TOPOLOGIES,
+        Buggy() if which == "ingest" else None,
+        Buggy() if which == "search" else None,
+    )
     worker = faust.Worker(app, loglevel="INFO", override_logging=False, quiet=True)
     worker.execute_from_commandline()
     """
 )
 
 
-def test_agent_crash_stops_the_worker(scenario: Scenario) -> None:
+@pytest.mark.parametrize("agent", ["ingest", "search"])
+def test_a_crashed_agent_stops_the_worker(scenario: Scenario, agent: str) -> None:
     script = scenario.media.parent / "crashing_worker.py"
     script.write_text(CRASHING_WORKER)
-    log = scenario.logs / "crashing.log"
+    log = scenario.logs / f"crashing-{agent}.log"
     env = {**os.environ, **settings_env(scenario.settings)}
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=out, stderr=out)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), agent], env=env, stdout=out, stderr=out
+        )
     try:
-        asyncio.run(publish(scenario.settings.kafka, [UploadMessage(id="x", text="hello")]))
+        kafka = scenario.settings.kafka
+        if agent == "ingest":
+            asyncio.run(publish(kafka, [UploadMessage(id="x", text="hello")]))
+        else:
+            request = SearchRequest(
+                request_id="r", text="hello", reply_to=kafka.search_results_topic
+            )
+            records = [(b"r", request.model_dump_json().encode())]
+            asyncio.run(publish_raw(kafka, records, topic=kafka.search_requests_topic))
         deadline = time.monotonic() + 90
         while proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
         assert proc.returncode not in (None, 0), log.read_text()
-        assert "a bug in the pipeline" in log.read_text()
-        assert scenario.count("text") == 0
+        assert f"a bug in the {'pipeline' if agent == 'ingest' else 'search service'}" in (
+            log.read_text()
+        )
     finally:
         if proc.poll() is None:
             proc.kill()
