@@ -1,10 +1,10 @@
 """``streamer demo``: the main job, end to end on the embedded stack.
 
 It starts the stack, publishes real sample photos and short texts (and two broken inputs, to
-show the dead-letter path), runs a worker until everything is indexed, searches image-to-image
-with transformed copies of the photos and text-to-text with paraphrases, prints the results,
-and stops what it started. The demo works in its own topics, collections and Redis keys, so it
-never touches your data, and it starts from a clean slate each run.
+show the dead-letter path), runs a worker until everything is indexed, searches through the
+query topics (image-to-image with transformed copies of the photos, text-to-text with
+paraphrases), prints the results, and stops what it started. The demo works in its own topics,
+collections and Redis keys, so it never touches your data; it starts from a clean slate.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from operators.fetch import path_to_uri
+from streamer.client import SearchClient
 from streamer.errors import StreamerError
-from streamer.messages import UploadMessage
+from streamer.messages import SearchResult, UploadMessage
 from streamer.producer import publish_raw
 from streamer.samples import TEXT_PAIRS, transformed_copy, write_photos
 from streamer.settings import Settings, load_settings, namespaced, settings_env
@@ -34,11 +35,12 @@ from streamer.stack.embedded import up as stack_up
 from streamer.stats import Stats
 from streamer.store import VectorStore
 from streamer.topics import ensure_topics
-from topologies import DEFAULT_TOPOLOGIES, IMAGE, TEXT
+from topologies import DEFAULT_TOPOLOGIES
 
 __all__ = ["run_demo"]
 
 PREFIX = "demo"
+Row = tuple[str, str, float, bool]
 INDEX_TIMEOUT_S = 600.0
 
 
@@ -123,20 +125,17 @@ def run_demo(settings: Settings, *, keep_up: bool = False, quiet: bool = False) 
             f"to {settings.kafka.uploads_topic}"
         )
 
-        from streamer.embedders import load_embedder
-
-        embedders = {t.name: load_embedder(t, settings.fetch) for t in DEFAULT_TOPOLOGIES}
         stats = Stats(client, prefix=settings.redis.key_prefix)
         expected = {
             t.name: [u.id for u in good if u.kind == t.media_type] for t in DEFAULT_TOPOLOGIES
         }
         indexed, dead = _wait_indexed(settings, store, stats, expected, len(bad), worker, console)
 
-        image_rows = _image_searches(settings, store, embedders[IMAGE.name], media)
-        text_rows = _text_searches(settings, store, embedders[TEXT.name])
+        image_rows, text_rows = _searches(settings, media)
         self_top1 = sum(r[-1] for r in image_rows) / max(1, len(image_rows))
         text_top1 = sum(r[-1] for r in text_rows) / max(1, len(text_rows))
-        _print_results(console, image_rows, text_rows, stats.read())
+        counters = stats.read()
+        _print_results(console, image_rows, text_rows, counters)
         summary = {
             "indexed": indexed,
             "expected": len(good),
@@ -146,7 +145,9 @@ def run_demo(settings: Settings, *, keep_up: bool = False, quiet: bool = False) 
             "text_top1": round(text_top1, 4),
             "image_queries": len(image_rows),
             "text_queries": len(text_rows),
-            "model_calls": stats.read().get("embedded", 0),
+            "model_calls": counters.get("embedded", 0),
+            "search_requests": counters.get("search_requests", 0),
+            "search_calls": counters.get("search_calls", 0),
             "seconds": round(time.perf_counter() - started_at, 1),
         }
         console.print(
@@ -201,49 +202,54 @@ def _wait_indexed(
     return indexed, dead
 
 
-def _image_searches(
-    settings: Settings, store: VectorStore, embedder: Any, media: Path
-) -> list[tuple[str, str, float, bool]]:
-    alias = IMAGE.alias(prefix=settings.milvus.collection_prefix)
-    rows: list[tuple[str, str, float, bool]] = []
+def _searches(settings: Settings, media: Path) -> tuple[list[Row], list[Row]]:
+    """Image-to-image and text-to-text, through the query topics like any application."""
+    queries = media / "queries"
+    queries.mkdir(exist_ok=True)
+    image_requests: list[tuple[str, str, Path]] = []
     for variant in range(2):
         for path in sorted(media.glob("*.jpg")):
             if path.stem == "broken":
                 continue
-            query = embedder.embed([embedder.prepare(transformed_copy(path, variant))])
-            top = store.search(alias, query, top_k=3)[0]
-            label = f"{path.stem} (copy {variant + 1})"
-            hit = top[0] if top else None
-            rows.append(
-                (label, hit.id, hit.score, hit.id == f"photo-{path.stem}")
-                if hit
-                else (label, "-", 0.0, False)
+            copy = queries / f"{path.stem}-copy{variant + 1}.jpg"
+            copy.write_bytes(transformed_copy(path, variant))
+            image_requests.append((f"{path.stem} (copy {variant + 1})", f"photo-{path.stem}", copy))
+    text_requests = [(query, f"text-{i:02d}") for i, (_, query) in enumerate(TEXT_PAIRS)]
+
+    async def ask() -> tuple[list[SearchResult], list[SearchResult]]:
+        async with SearchClient(settings.kafka, timeout_s=120) as client:
+            images = asyncio.gather(
+                *(client.search(image_path=path, top_k=3) for _, _, path in image_requests)
             )
-    return rows
+            texts = asyncio.gather(*(client.search(q, top_k=3) for q, _ in text_requests))
+            return await images, await texts
+
+    image_results, text_results = asyncio.run(ask())
+    image_rows = [
+        _row(label, expected, result)
+        for (label, expected, _), result in zip(image_requests, image_results, strict=True)
+    ]
+    sentences = {f"text-{i:02d}": sentence for i, (sentence, _) in enumerate(TEXT_PAIRS)}
+    text_rows = [
+        _row(query, expected, result, sentences)
+        for (query, expected), result in zip(text_requests, text_results, strict=True)
+    ]
+    return image_rows, text_rows
 
 
-def _text_searches(
-    settings: Settings, store: VectorStore, embedder: Any
-) -> list[tuple[str, str, float, bool]]:
-    alias = TEXT.alias(prefix=settings.milvus.collection_prefix)
-    queries = [q for _, q in TEXT_PAIRS]
-    vectors = embedder.embed(queries)
-    results = store.search(alias, vectors, top_k=3)
-    rows: list[tuple[str, str, float, bool]] = []
-    for i, (query, hits) in enumerate(zip(queries, results, strict=True)):
-        hit = hits[0] if hits else None
-        rows.append(
-            (query, hit.text or hit.id, hit.score, hit.id == f"text-{i:02d}")
-            if hit
-            else (query, "-", 0.0, False)
-        )
-    return rows
+def _row(
+    label: str, expected: str, result: SearchResult, names: dict[str, str] | None = None
+) -> Row:
+    if result.error or not result.hits:
+        return (label, result.error or "no hits", 0.0, False)
+    best = result.hits[0]
+    return (label, (names or {}).get(best.id, best.id), best.score, best.id == expected)
 
 
 def _print_results(
     console: Console,
-    image_rows: list[tuple[str, str, float, bool]],
-    text_rows: list[tuple[str, str, float, bool]],
+    image_rows: list[Row],
+    text_rows: list[Row],
     counters: dict[str, int],
 ) -> None:
     images = Table(title="image → image: transformed copies find their original")
