@@ -31,7 +31,9 @@ def row_digest(content: str, uri: str, metadata: Mapping[str, Any]) -> str:
 
 
 class DedupeCache:
-    """``collection -> {asset id: row digest}`` in Redis hashes; failures degrade to misses."""
+    """Per collection, two Redis hashes: asset id -> row digest (is the stored row current?)
+    and content hash -> an asset id holding that content (can its vector be reused?).
+    Failures degrade to misses."""
 
     def __init__(self, client: redis.Redis, *, prefix: str) -> None:
         self.client = client
@@ -40,24 +42,42 @@ class DedupeCache:
     def _key(self, collection: str) -> str:
         return f"{self.prefix}:seen:{collection}"
 
-    def get(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
-        if not ids:
+    def _content_key(self, collection: str) -> str:
+        return f"{self.prefix}:content:{collection}"
+
+    def _hmget(self, key: str, fields: Sequence[str]) -> dict[str, str]:
+        unique = list(dict.fromkeys(fields))
+        if not unique:
             return {}
         try:
-            values = self.client.hmget(self._key(collection), list(ids))
+            values = self.client.hmget(key, unique)
         except redis.RedisError as exc:
-            log.warning("dedupe cache unavailable, asking the vector store: %s", exc)
+            log.warning("dedupe cache unavailable, doing the work instead: %s", exc)
             return {}
-        return {i: v.decode() for i, v in zip(ids, values, strict=True) if v is not None}
+        return {f: v.decode() for f, v in zip(unique, values, strict=True) if v is not None}
 
-    def put(self, collection: str, digests: Mapping[str, str]) -> None:
-        if not digests:
+    def _hset(self, key: str, values: Mapping[str, str]) -> None:
+        if not values:
             return
         try:
-            mapping: dict[str | bytes, str] = {k: v for k, v in digests.items()}
-            self.client.hset(self._key(collection), mapping=mapping)
+            mapping: dict[str | bytes, str] = {k: v for k, v in values.items()}
+            self.client.hset(key, mapping=mapping)
         except redis.RedisError as exc:
             log.warning("dedupe cache write skipped: %s", exc)
+
+    def holders(self, collection: str, hashes: Sequence[str]) -> dict[str, str]:
+        """For each known content hash, an asset id whose row was stored with that content."""
+        return self._hmget(self._content_key(collection), hashes)
+
+    def remember_content(self, collection: str, holders: Mapping[str, str]) -> None:
+        self._hset(self._content_key(collection), holders)
+
+    def get(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
+        """The row digest stored for each known asset id."""
+        return self._hmget(self._key(collection), ids)
+
+    def put(self, collection: str, digests: Mapping[str, str]) -> None:
+        self._hset(self._key(collection), digests)
 
     def forget(self, collection: str, ids: Sequence[str]) -> None:
         if not ids:

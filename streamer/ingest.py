@@ -232,14 +232,27 @@ class IngestPipeline:
         current, reuse, fresh = await self._classify(collection, cache_key, live)
         report.skipped += len(current)
 
+        # the same new content under several ids in one batch goes through the model once
+        firsts: dict[str, _Item] = {}
+        copies: list[_Item] = []
+        for item in fresh:
+            if item.content_hash in firsts:
+                copies.append(item)
+            else:
+                firsts[item.content_hash] = item
         prepared = await asyncio.gather(
-            *(loop.run_in_executor(self.decode_pool, self._prepare, embedder, i) for i in fresh)
+            *(
+                loop.run_in_executor(self.decode_pool, self._prepare, embedder, i)
+                for i in firsts.values()
+            )
         )
         to_embed: list[_Item] = []
-        for item, error in zip(fresh, prepared, strict=True):
+        failures: dict[str, StageError] = {}
+        for item, error in zip(firsts.values(), prepared, strict=True):
             if error is None:
                 to_embed.append(item)
             else:
+                failures[item.content_hash] = error
                 report.dead_letters.append(self._dead(item.record, error))
 
         policy = self.policies.get(topology.name, topology.batch)
@@ -248,14 +261,25 @@ class IngestPipeline:
             chunk = to_embed[start : start + policy.max_batch_size]
             ok, failed = await loop.run_in_executor(self.model_pool, self._embed, embedder, chunk)
             embedded.extend(ok)
-            report.dead_letters.extend(self._dead(i.record, e) for i, e in failed)
+            for item, error in failed:
+                failures[item.content_hash] = error
+                report.dead_letters.append(self._dead(item.record, error))
         report.embedded += len(embedded)
+        vectors = {i.content_hash: i.vector for i in embedded}
+        for copy in copies:
+            if copy.content_hash in vectors:
+                copy.vector = vectors[copy.content_hash]
+                reuse.append(copy)
+            else:  # identical content fails identically
+                error = failures[copy.content_hash].for_asset(copy.upload.id)
+                report.dead_letters.append(self._dead(copy.record, error))
         report.reused += len(reuse)
 
         rows = [self._row(topology, item) for item in [*reuse, *embedded]]
         stored = await self._sink(collection, rows, [*reuse, *embedded], report)
         report.upserted += len(stored)
         self.cache.put(cache_key, {i.upload.id: i.digest for i in [*current, *stored]})
+        self.cache.remember_content(cache_key, {i.content_hash: i.upload.id for i in stored})
 
     def _fetch(self, item: _Item) -> StageError | None:
         upload = item.upload
@@ -286,29 +310,45 @@ class IngestPipeline:
         stored: dict[str, StoredRow] = await self._io(
             "dedupe lookup", lambda: self.store.fetch(collection, ids)
         )
-        reuse_ids: list[str] = []
-        fresh: list[_Item] = []
+        holders: dict[str, str] = {}  # item id -> the id of a stored row with its content
+        new_content: list[_Item] = []
         for item in unknown:
             row = stored.get(item.upload.id)
             if row is not None and row.content_hash == item.content_hash:
                 if row_digest(row.content_hash, row.uri, row.metadata) == item.digest:
                     current.append(item)
                 else:
-                    reuse_ids.append(item.upload.id)
+                    holders[item.upload.id] = item.upload.id
+            else:
+                new_content.append(item)
+        # content already stored under another id (known to Redis only: a miss costs a model
+        # call, never correctness)
+        seen = self.cache.holders(cache_key, [i.content_hash for i in new_content])
+        fresh: list[_Item] = []
+        for item in new_content:
+            if item.content_hash in seen:
+                holders[item.upload.id] = seen[item.content_hash]
             else:
                 fresh.append(item)
         reuse: list[_Item] = []
-        if reuse_ids:
-            with_vectors = await self._io(
-                "vector lookup", lambda: self.store.fetch(collection, reuse_ids, with_vectors=True)
+        if holders:
+            wanted = list(dict.fromkeys(holders.values()))
+            rows = await self._io(
+                "vector lookup", lambda: self.store.fetch(collection, wanted, with_vectors=True)
             )
             for item in unknown:
-                row = with_vectors.get(item.upload.id)
-                if item.upload.id in reuse_ids and row is not None and row.vector is not None:
+                if item.upload.id not in holders:
+                    continue
+                row = rows.get(holders[item.upload.id])
+                if (
+                    row is not None
+                    and row.vector is not None
+                    and row.content_hash == item.content_hash
+                ):
                     item.vector = row.vector
                     reuse.append(item)
-                elif item.upload.id in reuse_ids:
-                    fresh.append(item)  # deleted meanwhile: embed again
+                else:
+                    fresh.append(item)  # the holder was deleted or changed: embed anew
         return current, reuse, fresh
 
     def _prepare(self, embedder: Embedder, item: _Item) -> StageError | None:

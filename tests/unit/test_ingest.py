@@ -210,3 +210,42 @@ def test_an_unforeseen_decoder_failure_is_isolated(h: Harness) -> None:
     report = h.run({"id": "t", "text": "x"})
     assert [(d.stage, d.error_class) for d in report.dead_letters] == [("decode", "DecodeError")]
     assert "ZeroDivisionError" in report.dead_letters[0].error_message
+
+
+def test_seen_content_under_new_ids_needs_no_model(h: Harness) -> None:
+    h.run(*({"id": f"a{i}", "text": f"text {i}"} for i in range(5)))
+    calls = h.model_calls
+    report = h.run(*({"id": f"b{i}", "text": f"text {i}", "metadata": {"copy": True}}
+                     for i in range(5)))  # fmt: skip
+    assert (report.embedded, report.reused, report.upserted) == (0, 5, 5)
+    assert h.model_calls == calls
+    rows = h.rows()
+    for i in range(5):
+        assert (rows[f"b{i}"].vector == rows[f"a{i}"].vector).all()  # type: ignore[attr-defined]
+        assert rows[f"b{i}"].metadata == {"copy": True}  # type: ignore[attr-defined]
+
+
+def test_the_same_new_content_in_one_batch_goes_through_the_model_once(h: Harness) -> None:
+    report = h.run(*({"id": f"c{i}", "text": "identical"} for i in range(6)))
+    assert (report.embedded, report.reused, report.upserted) == (1, 5, 6)
+    assert h.embedders["text"].batches == [1]
+
+
+def test_identical_bad_content_fails_for_every_id(h: Harness) -> None:
+    report = h.run(*({"id": f"c{i}", "text": "bad content"} for i in range(3)))
+    assert sorted(d.error_message.split("'")[1] for d in report.dead_letters) == ["c0", "c1", "c2"]
+
+
+def test_a_deleted_holder_is_not_reused(h: Harness) -> None:
+    h.run({"id": "a", "text": "shared"})
+    h.run({"id": "a", "op": "delete"})
+    report = h.run({"id": "b", "text": "shared"})
+    assert (report.embedded, report.reused) == (1, 0)
+
+
+def test_without_redis_seen_content_is_embedded_again_and_stored_once(h: Harness) -> None:
+    h.run({"id": "a", "text": "shared"})
+    h.hashes.flushall()
+    report = h.run({"id": "b", "text": "shared"})
+    assert (report.embedded, report.upserted) == (1, 1)
+    assert set(h.rows()) == {"a", "b"}
