@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +26,15 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 class TransformersTextEmbedder:
     """Batch-first text embedder: strings in, unit vectors out, one row per string."""
 
-    def __init__(self, model_dir: Path, *, device: str = "cpu", max_length: int = 256) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        device: str = "cpu",
+        max_length: int = 256,
+        pooling: Literal["mean", "cls"] = "mean",
+    ) -> None:
+        self.pooling = pooling
         self.device = torch.device(device)
         self.max_length = max_length
         hf_logging.disable_progress_bar()
@@ -47,6 +56,9 @@ class TransformersTextEmbedder:
             return_tensors="pt",
         ).to(self.device)
         hidden = self.model(**encoded).last_hidden_state
-        pooled = mean_pool(hidden, encoded["attention_mask"])
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            pooled = mean_pool(hidden, encoded["attention_mask"])
         self.calls += len(texts)
         return l2_normalize(pooled.float().cpu().numpy())

@@ -6,7 +6,8 @@ model call that runs on the topology's device, a batch at a time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -18,7 +19,7 @@ from streamer.errors import EmbedError
 from streamer.settings import FetchSettings
 from topologies.base import TextModelSpec, TimmModelSpec, Topology
 
-__all__ = ["Embedder", "ImageEmbedder", "TextEmbedder", "load_embedder"]
+__all__ = ["Embedder", "EmbedderPool", "ImageEmbedder", "TextEmbedder", "load_embedder"]
 
 
 class Embedder(Protocol):
@@ -36,10 +37,13 @@ class Embedder(Protocol):
 
 
 class ImageEmbedder:
-    def __init__(self, topology: Topology, fetch: FetchSettings, device: str) -> None:
+    def __init__(
+        self, topology: Topology, fetch: FetchSettings, device: str, version: str | None = None
+    ) -> None:
         from operators.image_embed import TimmImageEmbedder, load_timm_model
 
-        spec = topology.model
+        self.version = version or topology.model_version
+        spec = topology.spec(self.version)
         assert isinstance(spec, TimmModelSpec)
         self.topology = topology
         model = load_timm_model(spec.arch, spec.weights_path(), by_order=spec.map_keys_by_order)
@@ -61,14 +65,17 @@ class ImageEmbedder:
 
 
 class TextEmbedder:
-    def __init__(self, topology: Topology, fetch: FetchSettings, device: str) -> None:
+    def __init__(
+        self, topology: Topology, fetch: FetchSettings, device: str, version: str | None = None
+    ) -> None:
         from operators.text_embed import TransformersTextEmbedder
 
-        spec = topology.model
+        self.version = version or topology.model_version
+        spec = topology.spec(self.version)
         assert isinstance(spec, TextModelSpec)
         self.topology = topology
         self.model = TransformersTextEmbedder(
-            spec.model_path(), device=device, max_length=spec.max_length
+            spec.model_path(), device=device, max_length=spec.max_length, pooling=spec.pooling
         )
         self.decoder = TextDecoder(max_bytes=fetch.max_text_bytes)
         self.dim = self.model.dim
@@ -96,9 +103,43 @@ def _checked(
     return vectors
 
 
-def load_embedder(topology: Topology, fetch: FetchSettings, device: str = "auto") -> Embedder:
-    """Load the topology's model on ``device`` (``auto``: the topology's own choice)."""
+def load_embedder(
+    topology: Topology, fetch: FetchSettings, device: str = "auto", version: str | None = None
+) -> Embedder:
+    """Load one model version of the topology (default: its own) on ``device``."""
     chosen = resolve_device(topology.device if device == "auto" else device)
     if topology.media_type == "image":
-        return ImageEmbedder(topology, fetch, chosen)
-    return TextEmbedder(topology, fetch, chosen)
+        return ImageEmbedder(topology, fetch, chosen, version)
+    return TextEmbedder(topology, fetch, chosen, version)
+
+
+class EmbedderPool:
+    """The models of one process, one per (topology, version), loaded on first use.
+
+    Workers follow rollouts without a restart: a candidate version's model is loaded the first
+    time a batch is written to it. ``get`` may load a model: call it off the event loop.
+    """
+
+    def __init__(self, loader: Callable[[Topology, str], Embedder]) -> None:
+        self._loader = loader
+        self._models: dict[tuple[str, str], Embedder] = {}
+        self._lock = threading.Lock()
+
+    def get(self, topology: Topology, version: str | None = None) -> Embedder:
+        key = (topology.name, version or topology.model_version)
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = self._loader(topology, key[1])
+            return self._models[key]
+
+    def loaded(self) -> dict[tuple[str, str], Embedder]:
+        with self._lock:
+            return dict(self._models)
+
+    @property
+    def calls(self) -> int:
+        return sum(e.calls for e in self.loaded().values())
+
+    @classmethod
+    def from_settings(cls, fetch: FetchSettings, device: str) -> EmbedderPool:
+        return cls(lambda topology, version: load_embedder(topology, fetch, device, version))

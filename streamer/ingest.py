@@ -11,6 +11,7 @@ the caller only acknowledges a batch the vector store has acknowledged.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 
 from operators.fetch import Fetcher
 from streamer.dedupe import DedupeCache, content_hash, row_digest
-from streamer.embedders import Embedder
+from streamer.embedders import Embedder, EmbedderPool
 from streamer.errors import (
     DecodeError,
     EmbedError,
@@ -104,7 +105,7 @@ class IngestPipeline:
         self,
         *,
         topologies: Sequence[Topology],
-        embedders: Mapping[str, Embedder],
+        embedders: EmbedderPool,
         store: VectorStore,
         cache: DedupeCache,
         fetcher: Fetcher,
@@ -114,7 +115,10 @@ class IngestPipeline:
         policies: Mapping[str, BatchPolicy] | None = None,
         collection_prefix: str = "",
         max_retry_pause_s: float = 30.0,
+        versions: Callable[[Topology], Sequence[str]] | None = None,
     ) -> None:
+        """``versions`` says which model versions a topology's rows are written to (serving,
+        and during a rollout the candidate and the previous one); default: the declared one."""
         self.topologies = {t.name: t for t in topologies}
         self.by_media = {t.media_type: t for t in topologies}
         self.embedders = embedders
@@ -127,9 +131,10 @@ class IngestPipeline:
         self.policies = dict(policies or {t.name: t.batch for t in topologies})
         self.prefix = collection_prefix
         self.max_retry_pause_s = max_retry_pause_s
+        self.versions = versions or (lambda topology: [topology.model_version])
 
-    def collection(self, topology: Topology) -> str:
-        return topology.collection_name(prefix=self.prefix)
+    def collection(self, topology: Topology, version: str | None = None) -> str:
+        return topology.collection_name(version, prefix=self.prefix)
 
     async def _io(self, what: str, fn: Callable[[], T]) -> T:
         """Run blocking store work in a thread, retrying while the store is unavailable."""
@@ -167,6 +172,7 @@ class IngestPipeline:
                 groups.setdefault(self.by_media[item.upload.kind].name, []).append(item)
         for name, items in groups.items():
             await self._upsert(self.topologies[name], items, report)
+        report.dead_letters = _first_per_record(report.dead_letters)
         self.stats.add(report.counts())
         return report
 
@@ -205,20 +211,7 @@ class IngestPipeline:
                 self.cache.forget(f"{collection}@{self.store.incarnation(collection)}", ids)
 
     async def _upsert(self, topology: Topology, items: list[_Item], report: IngestReport) -> None:
-        embedder = self.embedders[topology.name]
-        collection = self.collection(topology)
-        token = await self._io(
-            "ensure collection",
-            lambda: self.store.ensure_collection(
-                collection,
-                embedder.dim,
-                alias=topology.alias(prefix=self.prefix),
-                model_version=topology.model_version,
-            ),
-        )
-        cache_key = f"{collection}@{token}"
         loop = asyncio.get_running_loop()
-
         fetched = await asyncio.gather(
             *(loop.run_in_executor(self.decode_pool, self._fetch, item) for item in items)
         )
@@ -228,6 +221,37 @@ class IngestPipeline:
                 live.append(item)
             else:
                 report.dead_letters.append(self._dead(item.record, error))
+        versions = await self._io("versions", lambda: list(self.versions(topology)))
+        serving = versions[0]
+        for version in versions:
+            copies = [dataclasses.replace(item) for item in live]
+            await self._write(topology, version, copies, report, serving=version == serving)
+
+    async def _write(
+        self,
+        topology: Topology,
+        version: str,
+        live: list[_Item],
+        report: IngestReport,
+        *,
+        serving: bool,
+    ) -> None:
+        """Everything after the fetch, for one model version's collection."""
+        loop = asyncio.get_running_loop()
+        embedder = await loop.run_in_executor(
+            self.model_pool, self.embedders.get, topology, version
+        )
+        collection = self.collection(topology, version)
+        token = await self._io(
+            "ensure collection",
+            lambda: self.store.ensure_collection(
+                collection,
+                embedder.dim,
+                alias=topology.alias(prefix=self.prefix) if serving else None,
+                model_version=version,
+            ),
+        )
+        cache_key = f"{collection}@{token}"
 
         current, reuse, fresh = await self._classify(collection, cache_key, live)
         report.skipped += len(current)
@@ -275,7 +299,7 @@ class IngestPipeline:
                 report.dead_letters.append(self._dead(copy.record, error))
         report.reused += len(reuse)
 
-        rows = [self._row(topology, item) for item in [*reuse, *embedded]]
+        rows = [self._row(version, topology.media_type, item) for item in [*reuse, *embedded]]
         stored = await self._sink(collection, rows, [*reuse, *embedded], report)
         report.upserted += len(stored)
         self.cache.put(cache_key, {i.upload.id: i.digest for i in [*current, *stored]})
@@ -383,14 +407,14 @@ class IngestPipeline:
             item.prepared = None
         return chunk, []
 
-    def _row(self, topology: Topology, item: _Item) -> VectorRow:
+    def _row(self, version: str, media_type: str, item: _Item) -> VectorRow:
         upload = item.upload
         return VectorRow(
             id=upload.id,
             vector=item.vector,
             content_hash=item.content_hash,
-            model_version=topology.model_version,
-            media_type=topology.media_type,
+            model_version=version,
+            media_type=media_type,
             uri=upload.uri or "",
             text=upload.text or "",
             metadata=upload.metadata,
@@ -413,3 +437,15 @@ class IngestPipeline:
         for row, item in zip(rows, items, strict=True):
             stored.extend(await self._sink(collection, [row], [item], report))
         return stored
+
+
+def _first_per_record(letters: list[DeadLetter]) -> list[DeadLetter]:
+    """One dead letter per consumed record, even when several versions refused it."""
+    seen: set[tuple[str, int, int]] = set()
+    unique = []
+    for letter in letters:
+        where = (letter.source_topic, letter.source_partition, letter.source_offset)
+        if where not in seen:
+            seen.add(where)
+            unique.append(letter)
+    return unique

@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +23,7 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from operators.fetch import Fetcher
-from streamer.embedders import Embedder
+from streamer.embedders import Embedder, EmbedderPool
 from streamer.errors import QueryError, StageError
 from streamer.filters import build_filter
 from streamer.ingest import retry_transient
@@ -63,13 +63,18 @@ class _Query:
     prepared: Any = None
     hits: list[Hit] = field(default_factory=list)
 
+    @property
+    def version(self) -> str:
+        """The model version of the collection that answers."""
+        return self.model_version or self.topology.model_version
+
 
 class SearchService:
     def __init__(
         self,
         *,
         topologies: Sequence[Topology],
-        embedders: Mapping[str, Embedder],
+        embedders: EmbedderPool,
         store: VectorStore,
         fetcher: Fetcher,
         stats: Stats,
@@ -195,12 +200,12 @@ class SearchService:
         for query, error in zip(media, prepared, strict=True):
             if error is not None:
                 failed[query.index] = error
-        by_topology: dict[str, list[_Query]] = {}
+        by_model: dict[tuple[str, str], list[_Query]] = {}
         for query in media:
             if query.index not in failed:
-                by_topology.setdefault(query.topology.name, []).append(query)
-        for name, group in by_topology.items():
-            error = await loop.run_in_executor(self.model_pool, self._embed, name, group)
+                by_model.setdefault((query.topology.name, query.version), []).append(query)
+        for group in by_model.values():
+            error = await loop.run_in_executor(self.model_pool, self._embed, group)
             if error is not None:
                 failed.update({q.index: error for q in group})
 
@@ -208,10 +213,13 @@ class SearchService:
         for query in live:
             if query.index in failed or query.vector is None:
                 continue
-            dim = self.embedders[query.topology.name].dim
-            if query.model_version == query.topology.model_version and query.vector.size != dim:
-                failed[query.index] = f"vector must have {dim} dimensions, not {query.vector.size}"
-                continue
+            if query.version in query.topology.versions():
+                dim = self._embedder(query).dim
+                if query.vector.size != dim:
+                    failed[query.index] = (
+                        f"vector must have {dim} dimensions, not {query.vector.size}"
+                    )
+                    continue
             key = (query.collection, query.filter_expr, query.vector.size)
             groups.setdefault(key, []).append(query)
         for (collection, filter_expr, _), group in groups.items():
@@ -243,15 +251,22 @@ class SearchService:
         query.model_version = await self._io(
             "describe", lambda: self.store.model_version(query.collection)
         )
-        if query.vector is None and query.model_version not in (None, topology.model_version):
+        if query.vector is None and query.version not in topology.versions():
             raise QueryError(
-                f"version {query.model_version!r} of {topology.name!r} is not the model this "
-                f"worker runs ({topology.model_version!r}); send a vector instead"
+                f"version {query.version!r} of {topology.name!r} is not declared by this "
+                f"worker's topology ({list(topology.versions())}); send a vector instead"
             )
 
+    def _embedder(self, query: _Query) -> Embedder:
+        """The model of the version that answers (loaded on first use after a promotion)."""
+        return self.embedders.get(query.topology, query.version)
+
     def _prepare(self, query: _Query) -> str | None:
-        embedder = self.embedders[query.topology.name]
         request = query.request
+        try:
+            embedder = self._embedder(query)
+        except Exception as exc:
+            return f"query model unavailable: {type(exc).__name__}: {exc}"
         try:
             data = request.text.encode() if request.text is not None else None
             if data is None:
@@ -264,9 +279,9 @@ class SearchService:
             return f"query decode failed: {type(exc).__name__}: {exc}"
         return None
 
-    def _embed(self, topology: str, group: list[_Query]) -> str | None:
+    def _embed(self, group: list[_Query]) -> str | None:
         try:
-            vectors = self.embedders[topology].embed([q.prepared for q in group])
+            vectors = self._embedder(group[0]).embed([q.prepared for q in group])
         except Exception as exc:
             return f"query embedding failed: {type(exc).__name__}: {exc}"
         for query, vector in zip(group, vectors, strict=True):

@@ -15,12 +15,13 @@ import numpy as np
 import numpy.typing as npt
 
 from operators.normalize import l2_normalize
+from streamer.embedders import EmbedderPool
 from streamer.errors import DecodeError, SinkError, TransientError
 from streamer.settings import MilvusSettings
 from streamer.store import SearchHit, StoredRow, VectorRow, VectorStore
 from topologies.base import Topology
 
-__all__ = ["FakeEmbedder", "InMemoryHashes", "InMemoryVectorStore"]
+__all__ = ["FakeEmbedder", "InMemoryHashes", "InMemoryVectorStore", "fake_pool"]
 
 
 @dataclass
@@ -208,3 +209,15 @@ def transient(dependency: str = "milvus") -> TransientError:
 
 def _seed(data: bytes) -> int:
     return int.from_bytes(hashlib.sha256(data).digest()[:4], "big")
+
+
+def fake_pool(defaults: Mapping[str, FakeEmbedder]) -> EmbedderPool:
+    """A pool serving ``defaults`` for each topology's own version and a fresh fake (of a
+    different dimension) for any other version, as a rollout candidate would be."""
+
+    def load(topology: Topology, version: str) -> FakeEmbedder:
+        if version == topology.model_version:
+            return defaults[topology.name]
+        return FakeEmbedder(topology, dim=defaults[topology.name].dim + 2)
+
+    return EmbedderPool(load)

@@ -15,9 +15,10 @@ import redis
 from operators.fetch import Fetcher, FileFetcher
 from streamer.app import AGENTS, create_app
 from streamer.dedupe import DedupeCache
-from streamer.embedders import Embedder, load_embedder
+from streamer.embedders import Embedder, EmbedderPool, load_embedder
 from streamer.ingest import IngestPipeline
 from streamer.logs import configure_logging
+from streamer.registry import Registry
 from streamer.search import SearchService
 from streamer.settings import Settings
 from streamer.stats import Stats
@@ -37,33 +38,49 @@ def redis_client(settings: Settings) -> redis.Redis:
     )
 
 
-def load_embedders(settings: Settings, topologies: Sequence[Topology]) -> dict[str, Embedder]:
+def load_embedders(settings: Settings, topologies: Sequence[Topology]) -> EmbedderPool:
+    """A pool with every topology's declared model loaded now; rollout versions load later."""
     import torch
 
     if settings.runtime.torch_threads:
         torch.set_num_threads(settings.runtime.torch_threads)
-    embedders: dict[str, Embedder] = {}
-    for topology in topologies:
+
+    def load(topology: Topology, version: str) -> Embedder:
         start = time.perf_counter()
-        embedders[topology.name] = load_embedder(topology, settings.fetch, settings.runtime.device)
+        embedder = load_embedder(topology, settings.fetch, settings.runtime.device, version)
         log.info(
             "model loaded",
             extra={
                 "topology": topology.name,
-                "model_version": topology.model_version,
-                "dim": embedders[topology.name].dim,
+                "model_version": version,
+                "dim": embedder.dim,
                 "seconds": round(time.perf_counter() - start, 2),
             },
         )
-    return embedders
+        return embedder
+
+    pool = EmbedderPool(load)
+    for topology in topologies:
+        pool.get(topology)
+    return pool
+
+
+def registry_for(settings: Settings, client: redis.Redis) -> Registry:
+    return Registry(
+        client,
+        VectorStore(settings.milvus),
+        prefix=settings.redis.key_prefix,
+        collection_prefix=settings.milvus.collection_prefix,
+    )
 
 
 def build_pipeline(
     settings: Settings,
     topologies: Sequence[Topology],
-    embedders: dict[str, Embedder],
+    embedders: EmbedderPool,
     client: redis.Redis,
 ) -> IngestPipeline:
+    registry = registry_for(settings, client)
     prefix = settings.redis.key_prefix
     return IngestPipeline(
         topologies=topologies,
@@ -84,11 +101,12 @@ def build_pipeline(
         },
         collection_prefix=settings.milvus.collection_prefix,
         max_retry_pause_s=settings.runtime.sink_retry_max_s,
+        versions=lambda topology: registry.read(topology).targets(),
     )
 
 
 def build_searcher(
-    settings: Settings, topologies: Sequence[Topology], embedders: dict[str, Embedder]
+    settings: Settings, topologies: Sequence[Topology], embedders: EmbedderPool
 ) -> SearchService:
     return SearchService(
         topologies=topologies,

@@ -1,6 +1,6 @@
 """Declared pipelines. A worker serves :data:`DEFAULT_TOPOLOGIES` unless told otherwise."""
 
-from topologies.base import BatchPolicy, TextModelSpec, TimmModelSpec, Topology
+from topologies.base import BatchPolicy, ModelVersion, TextModelSpec, TimmModelSpec, Topology
 from topologies.image import IMAGE
 from topologies.text import TEXT
 
@@ -11,6 +11,7 @@ __all__ = [
     "IMAGE",
     "TEXT",
     "BatchPolicy",
+    "ModelVersion",
     "TextModelSpec",
     "TimmModelSpec",
     "Topology",

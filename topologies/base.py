@@ -15,7 +15,7 @@ from typing import Literal
 from streamer.errors import ConfigError
 from streamer.messages import MediaType
 
-__all__ = ["BatchPolicy", "TextModelSpec", "TimmModelSpec", "Topology"]
+__all__ = ["BatchPolicy", "ModelSpec", "ModelVersion", "TextModelSpec", "TimmModelSpec", "Topology"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -63,13 +63,25 @@ class TimmModelSpec:
 
 @dataclass(frozen=True, slots=True)
 class TextModelSpec:
-    """A local transformers encoder, mean-pooled over tokens."""
+    """A local transformers encoder, pooled over tokens (``mean``) or its first token (``cls``)."""
 
     model_dir: WeightsSource
     max_length: int = 256
+    pooling: Literal["mean", "cls"] = "mean"
 
     def model_path(self) -> Path:
         return _weights_path(self.model_dir)
+
+
+ModelSpec = TimmModelSpec | TextModelSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    """Another model a topology can be rolled out to, under its own version string."""
+
+    version: str
+    model: ModelSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,25 +95,44 @@ class Topology:
     batch: BatchPolicy = field(default_factory=BatchPolicy)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     metadata_fields: tuple[str, ...] = ("tenant", "source", "category")
+    alternatives: tuple[ModelVersion, ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise ConfigError(f"topology name {self.name!r} must match {_NAME.pattern}")
-        if not _VERSION.match(self.model_version):
-            raise ConfigError(
-                f"topology {self.name!r}: model_version {self.model_version!r} "
-                f"must match {_VERSION.pattern}"
-            )
         for name in self.metadata_fields:
             if not _FIELD.match(name):
                 raise ConfigError(
                     f"topology {self.name!r}: metadata field {name!r} must match {_FIELD.pattern}"
                 )
         expects = TimmModelSpec if self.media_type == "image" else TextModelSpec
-        if not isinstance(self.model, expects):
+        versions = [self.model_version, *(a.version for a in self.alternatives)]
+        if len(set(versions)) != len(versions):
+            raise ConfigError(f"topology {self.name!r}: model versions repeat: {versions}")
+        for version, spec in [(self.model_version, self.model),
+                              *((a.version, a.model) for a in self.alternatives)]:  # fmt: skip
+            if not _VERSION.match(version):
+                raise ConfigError(
+                    f"topology {self.name!r}: model_version {version!r} must match "
+                    f"{_VERSION.pattern}"
+                )
+            if not isinstance(spec, expects):
+                raise ConfigError(
+                    f"topology {self.name!r}: {self.media_type} media needs a {expects.__name__}"
+                )
+
+    def versions(self) -> dict[str, ModelSpec]:
+        """Every declared model version, the default first."""
+        return {self.model_version: self.model, **{a.version: a.model for a in self.alternatives}}
+
+    def spec(self, version: str) -> ModelSpec:
+        try:
+            return self.versions()[version]
+        except KeyError:
             raise ConfigError(
-                f"topology {self.name!r}: {self.media_type} media needs a {expects.__name__}"
-            )
+                f"topology {self.name!r} declares no model version {version!r}; "
+                f"declared: {list(self.versions())}"
+            ) from None
 
     def collection_name(self, version: str | None = None, *, prefix: str = "") -> str:
         """The Milvus collection of one model version, e.g. ``image__effnet_lite0_1``."""

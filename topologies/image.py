@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from topologies.base import BatchPolicy, TimmModelSpec, Topology
+from topologies.base import BatchPolicy, ModelVersion, TimmModelSpec, Topology
 
 __all__ = ["IMAGE", "efficientnet_lite0_weights"]
 
@@ -28,4 +28,17 @@ IMAGE = Topology(
     # Measured on a 2-core CPU: this model runs fastest at small batches; a GPU wants more.
     batch=BatchPolicy(max_batch_size=16, max_wait_ms=50),
     metadata_fields=("tenant", "source", "category", "name", "album"),
+    # The same weights, embedding from an earlier block (192-d): a real second version to roll
+    # out to with the packaged models.
+    alternatives=(
+        ModelVersion(
+            "effnet-lite0-b5@2",
+            TimmModelSpec(
+                arch="efficientnet_lite0",
+                weights=efficientnet_lite0_weights,
+                map_keys_by_order=True,
+                layer="blocks.5",
+            ),
+        ),
+    ),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from topologies.base import BatchPolicy, TextModelSpec, Topology
+from topologies.base import BatchPolicy, ModelVersion, TextModelSpec, Topology
 
 __all__ = ["TEXT", "minilm_l6_dir"]
 
@@ -24,4 +24,8 @@ TEXT = Topology(
     # Measured on a 2-core CPU: MiniLM runs about 5x faster at batch 64 than at batch 1.
     batch=BatchPolicy(max_batch_size=64, max_wait_ms=50),
     metadata_fields=("tenant", "source", "category", "lang", "doc"),
+    # The same weights with first-token pooling: a real second version to roll out to.
+    alternatives=(
+        ModelVersion("minilm-l6-cls@2", TextModelSpec(model_dir=minilm_l6_dir, pooling="cls")),
+    ),
 )

@@ -12,7 +12,13 @@ from streamer.dedupe import DedupeCache
 from streamer.errors import SinkError
 from streamer.ingest import IngestPipeline, IngestReport, Record
 from streamer.stats import Stats
-from streamer.testing import FakeEmbedder, InMemoryHashes, InMemoryVectorStore, transient
+from streamer.testing import (
+    FakeEmbedder,
+    InMemoryHashes,
+    InMemoryVectorStore,
+    fake_pool,
+    transient,
+)
 from topologies import IMAGE, TEXT, BatchPolicy
 
 POOL = ThreadPoolExecutor(2)
@@ -26,7 +32,7 @@ class Harness:
         self.embedders = {IMAGE.name: FakeEmbedder(IMAGE, dim=6), TEXT.name: FakeEmbedder(TEXT)}
         self.pipeline = IngestPipeline(
             topologies=[IMAGE, TEXT],
-            embedders=self.embedders,  # type: ignore[arg-type]
+            embedders=fake_pool(self.embedders),
             store=self.store,
             cache=DedupeCache(self.hashes, prefix="t"),  # type: ignore[arg-type]
             fetcher=Fetcher(FileFetcher([root], max_bytes=1000)),
@@ -249,3 +255,18 @@ def test_without_redis_seen_content_is_embedded_again_and_stored_once(h: Harness
     report = h.run({"id": "b", "text": "shared"})
     assert (report.embedded, report.upserted) == (1, 1)
     assert set(h.rows()) == {"a", "b"}
+
+
+def test_during_a_rollout_rows_go_to_every_target_version(h: Harness) -> None:
+    candidate = "minilm-l6-cls@2"
+    h.pipeline.versions = lambda topology: [topology.model_version, candidate]
+    report = h.run({"id": "t", "text": "x"}, {"id": "bad", "text": "bad content"})
+    assert report.upserted == 2  # one row in each version
+    assert [d.stage for d in report.dead_letters] == ["decode"]  # once, not once per version
+    shadow = h.store.data[TEXT.collection_name(candidate)]
+    assert set(shadow.rows) == {"t"}
+    assert shadow.rows["t"].vector.shape == (10,)
+    assert shadow.rows["t"].model_version == candidate
+    assert h.store.aliases["text"] == TEXT.collection_name()  # the alias stays on serving
+    h.run({"id": "t", "op": "delete"})
+    assert not shadow.rows and not h.rows()

@@ -13,7 +13,7 @@ from operators.fetch import Fetcher, FileFetcher
 from streamer.search import Answer, SearchService
 from streamer.stats import Stats
 from streamer.store import VectorRow
-from streamer.testing import FakeEmbedder, InMemoryVectorStore
+from streamer.testing import FakeEmbedder, InMemoryVectorStore, fake_pool
 from topologies import IMAGE, TEXT
 
 POOL = ThreadPoolExecutor(2)
@@ -39,7 +39,7 @@ def service(tmp_path: Path) -> SearchService:
     )
     return SearchService(
         topologies=[IMAGE, TEXT],
-        embedders=embedders,  # type: ignore[arg-type]
+        embedders=fake_pool(embedders),
         store=store,
         fetcher=Fetcher(FileFetcher([tmp_path], max_bytes=100)),
         stats=Stats(None, prefix="t"),
@@ -76,13 +76,13 @@ def test_concurrent_requests_share_one_search(service: SearchService) -> None:
     assert [a.result.request_id for a in answers] == [f"r{i}" for i in range(40)]
     assert all(len(a.result.hits) == 1 + i % 3 for i, a in enumerate(answers))
     assert store.search_calls - before == 1
-    embedder = service.embedders["text"]
+    embedder = service.embedders.get(TEXT)
     assert isinstance(embedder, FakeEmbedder)
     assert embedder.batches[-1] == 40
 
 
 def test_vector_query(service: SearchService) -> None:
-    vector = service.embedders["text"].embed([b"rockets"])[0] * 3  # any length: normalized
+    vector = service.embedders.get(TEXT).embed([b"rockets"])[0] * 3  # any length: normalized
     (answer,) = ask(service, {"request_id": "v", "vector": vector.tolist(), "topology": "text"})
     assert answer.result.hits[0].id == "t-rockets"
     assert answer.result.hits[0].score == pytest.approx(1.0, abs=1e-5)
