@@ -22,6 +22,10 @@ def _settings() -> Settings:
 @click.group()
 def cli() -> None:
     """streamer: media references on Kafka become searchable vectors in Milvus."""
+    from streamer.logs import configure_logging
+
+    runtime = _settings().runtime
+    configure_logging(runtime.log_level, runtime.log_format)
 
 
 @cli.command()
@@ -201,6 +205,109 @@ def demo(as_json: bool, keep_up: bool) -> None:
         click.echo(json.dumps(summary))
     if summary["indexed"] != summary["expected"]:
         sys.exit(1)
+
+
+@cli.group()
+def rollout() -> None:
+    """Roll a topology out to another model version: start, backfill, compare, promote."""
+
+
+def _rollouts() -> Any:
+    from streamer.rollout import Rollouts
+    from topologies import DEFAULT_TOPOLOGIES
+
+    return Rollouts(_settings(), DEFAULT_TOPOLOGIES)
+
+
+def _echo_state(state: Any) -> None:
+    click.echo(
+        f"{state.topology}: serving {state.serving}"
+        + (f", candidate {state.candidate}" if state.candidate else "")
+        + (f", previous {state.previous}" if state.previous else "")
+        + f" (epoch {state.epoch})"
+    )
+
+
+@rollout.command("start")
+@click.argument("topology")
+@click.option("--model", "version", required=True, help="A model version the topology declares.")
+def rollout_start(topology: str, version: str) -> None:
+    """Create the candidate version; ingest writes to both from now on."""
+    _echo_state(_rollouts().start(topology, version))
+
+
+@rollout.command("backfill")
+@click.argument("topology")
+@click.option("--batch", "batch_size", default=64, show_default=True, type=click.IntRange(1))
+def rollout_backfill(topology: str, batch_size: int) -> None:
+    """Re-embed the serving version's assets into the candidate (resumes after a crash)."""
+    from rich.progress import Progress
+
+    rollouts = _rollouts()
+    with Progress() as bar:
+        task = bar.add_task(f"backfilling {topology}", total=None)
+
+        def show(p: Any) -> None:
+            bar.update(task, total=p.total, completed=p.done)
+
+        done = rollouts.backfill(topology, batch_size=batch_size, progress=show)
+    click.echo(
+        f"backfill {done.done}/{done.total}: {done.embedded} embedded, "
+        f"{done.skipped} already current, {done.failed} failed"
+    )
+
+
+@rollout.command("status")
+@click.argument("topology")
+@click.option("--json", "as_json", is_flag=True)
+def rollout_status(topology: str, as_json: bool) -> None:
+    """The versions of a topology, their row counts and the backfill's progress."""
+    status = _rollouts().status(topology)
+    if as_json:
+        click.echo(json.dumps(status))
+        return
+    click.echo(f"{topology}: serving {status['serving']} (epoch {status['epoch']})")
+    for version, rows in status["rows"].items():
+        role = next(
+            (r for r in ("serving", "candidate", "previous") if status[r] == version), "retired?"
+        )
+        click.echo(f"  {version:<24} {role:<10} {rows} rows")
+    if status["backfill"]:
+        b = status["backfill"]
+        listed = f"{b['done']}/{b['total']}" if b["total"] else "not started"
+        click.echo(f"  backfill {listed}")
+
+
+@rollout.command("compare")
+@click.argument("topology")
+@click.option("--queries", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--top-k", "k", default=10, show_default=True, type=click.IntRange(1))
+def rollout_compare(topology: str, queries: int, k: int) -> None:
+    """Overlap@k of the serving and the candidate (or previous) version on sample queries."""
+    click.echo(json.dumps(_rollouts().compare(topology, queries=queries, k=k)))
+
+
+@rollout.command("promote")
+@click.argument("topology")
+@click.option("--force", is_flag=True, help="Promote even if the candidate lacks assets.")
+def rollout_promote(topology: str, force: bool) -> None:
+    """Switch the alias to the candidate, atomically; searches move at once."""
+    _echo_state(_rollouts().promote(topology, force=force))
+
+
+@rollout.command("rollback")
+@click.argument("topology")
+def rollout_rollback(topology: str) -> None:
+    """Point the alias back at the previous version, or abandon an unpromoted rollout."""
+    _echo_state(_rollouts().rollback(topology))
+
+
+@rollout.command("retire")
+@click.argument("topology")
+@click.option("--version", "version", required=True)
+def rollout_retire(topology: str, version: str) -> None:
+    """Drop a version that no longer serves."""
+    _echo_state(_rollouts().retire(topology, version))
 
 
 @cli.group()

@@ -89,6 +89,8 @@ class StoredRow:
     uri: str
     metadata: dict[str, Any]
     vector: npt.NDArray[np.float32] | None = None
+    text: str = ""
+    media_type: str = ""
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -243,7 +245,8 @@ class VectorStore:
         self, name: str, ids: Sequence[str], *, with_vectors: bool = False
     ) -> dict[str, StoredRow]:
         """The stored rows among ``ids`` (missing ids are simply absent)."""
-        fields = ["id", "content_hash", "uri", "metadata"] + (["vector"] if with_vectors else [])
+        fields = ["id", "content_hash", "uri", "metadata", "text", "media_type"]
+        fields += ["vector"] if with_vectors else []
         found: dict[str, StoredRow] = {}
         unique = list(dict.fromkeys(ids))
         for start in range(0, len(unique), QUERY_CHUNK):
@@ -260,6 +263,8 @@ class VectorStore:
                     uri=row["uri"],
                     metadata=_as_dict(row.get("metadata")),
                     vector=vector,
+                    text=row.get("text") or "",
+                    media_type=row.get("media_type") or "",
                 )
         return found
 

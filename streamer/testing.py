@@ -115,6 +115,8 @@ class InMemoryVectorStore(VectorStore):
                 uri=rows[i].uri,
                 metadata=rows[i].metadata,
                 vector=rows[i].vector if with_vectors else None,
+                text=rows[i].text,
+                media_type=rows[i].media_type,
             )
             for i in ids
             if i in rows

@@ -1,0 +1,320 @@
+"""Model rollouts: a new version written beside the old, history backfilled, an alias switched.
+
+start     create the candidate's collection; from then on every ingest and delete is
+          applied to the serving and the candidate version (shadow writes)
+backfill  re-embed every asset of the serving version from its stored uri or text into the
+          candidate, checkpointed in Redis so a restart resumes where the last one stopped
+compare   run sample queries on both versions and report their overlap@k
+promote   point the topology's alias at the candidate (one atomic Milvus call); the old
+          version keeps receiving writes, so a rollback loses nothing
+rollback  point the alias back (or abandon a rollout not yet promoted)
+retire    drop a version that no longer serves
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import redis
+
+from operators.fetch import Fetcher, FileFetcher
+from streamer.dedupe import DedupeCache
+from streamer.embedders import EmbedderPool
+from streamer.errors import ConfigError, StageError, StreamerError
+from streamer.ingest import IngestPipeline, Record
+from streamer.messages import UploadMessage
+from streamer.registry import Registry, RolloutState
+from streamer.settings import Settings
+from streamer.stats import Stats
+from streamer.store import VectorStore
+from topologies.base import Topology
+
+__all__ = ["BackfillProgress", "RolloutError", "Rollouts"]
+
+log = logging.getLogger(__name__)
+SNAPSHOT_CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillProgress:
+    done: int
+    total: int
+    embedded: int  # by this run
+    skipped: int  # already current in the candidate (shadow-written, or done before a crash)
+    failed: int
+
+
+class RolloutError(StreamerError):
+    """A rollout command that cannot be carried out in the current state."""
+
+
+class Rollouts:
+    def __init__(
+        self,
+        settings: Settings,
+        topologies: Sequence[Topology],
+        embedders: EmbedderPool | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topologies = {t.name: t for t in topologies}
+        self.client = redis.Redis.from_url(settings.redis.url)
+        self.store = VectorStore(settings.milvus)
+        self.prefix = settings.milvus.collection_prefix
+        self.registry = Registry(
+            self.client, self.store, prefix=settings.redis.key_prefix, collection_prefix=self.prefix
+        )
+        self.embedders = embedders or EmbedderPool.from_settings(
+            settings.fetch, settings.runtime.device
+        )
+
+    def close(self) -> None:
+        self.store.close()
+        self.client.close()
+
+    def topology(self, name: str) -> Topology:
+        if name not in self.topologies:
+            raise ConfigError(f"unknown topology {name!r}; known: {sorted(self.topologies)}")
+        return self.topologies[name]
+
+    def collection(self, topology: Topology, version: str) -> str:
+        return topology.collection_name(version, prefix=self.prefix)
+
+    def start(self, name: str, version: str) -> RolloutState:
+        topology = self.topology(name)
+        topology.spec(version)  # declared?
+        state = self.registry.read(topology)
+        if version == state.serving:
+            raise RolloutError(f"{version!r} already serves {name!r}")
+        if state.candidate and state.candidate != version:
+            raise RolloutError(
+                f"a rollout of {state.candidate!r} is under way; promote or roll it back first"
+            )
+        dim = self.embedders.get(topology, version).dim
+        self.store.ensure_collection(self.collection(topology, version), dim, model_version=version)
+        self.registry.change(topology, state.epoch, candidate=version)
+        log.info("rollout started", extra={"topology": name, "candidate": version})
+        return self.registry.read(topology)
+
+    def status(self, name: str) -> dict[str, Any]:
+        topology = self.topology(name)
+        state = self.registry.read(topology)
+        existing = set(self.store.collections(f"{self.prefix}{name}__"))
+        rows = {}
+        for version in topology.versions():
+            collection = self.collection(topology, version)
+            if collection in existing:
+                rows[version] = self.store.count(collection)
+        backfill = None
+        if state.candidate:
+            key = self.registry.checkpoint_key(topology, state.candidate)
+            total = self.client.llen(f"{key}:ids")
+            backfill = {"done": self.registry.checkpoint(topology, state.candidate), "total": total}
+        return {**asdict(state), "rows": rows, "backfill": backfill}
+
+    # backfill
+
+    def _snapshot(self, topology: Topology, state: RolloutState) -> str:
+        """The serving version's ids, listed once per rollout so a restart walks the same list."""
+        key = f"{self.registry.checkpoint_key(topology, state.candidate or '')}:ids"
+        if not self.client.exists(key):
+            ids = sorted(self.store.ids(self.collection(topology, state.serving)))
+            staging = f"{key}:staging"
+            self.client.delete(staging)
+            for start in range(0, len(ids), SNAPSHOT_CHUNK):
+                self.client.rpush(staging, *ids[start : start + SNAPSHOT_CHUNK])
+            if ids:
+                self.client.rename(staging, key)  # the snapshot appears whole or not at all
+        return key
+
+    def _pipeline(self, topology: Topology, candidate: str) -> IngestPipeline:
+        settings = self.settings
+        return IngestPipeline(
+            topologies=[topology],
+            embedders=self.embedders,
+            store=self.store,
+            cache=DedupeCache(self.client, prefix=settings.redis.key_prefix),
+            fetcher=Fetcher(
+                FileFetcher(settings.fetch.media_roots, max_bytes=settings.fetch.max_bytes)
+            ),
+            stats=Stats(self.client, prefix=f"{settings.redis.key_prefix}:backfill"),
+            decode_pool=ThreadPoolExecutor(settings.batching.decode_workers, "backfill-decode"),
+            model_pool=ThreadPoolExecutor(1, "backfill-model"),
+            collection_prefix=self.prefix,
+            versions=lambda _: [candidate],
+        )
+
+    def backfill(
+        self,
+        name: str,
+        *,
+        batch_size: int = 64,
+        progress: Callable[[BackfillProgress], None] | None = None,
+    ) -> BackfillProgress:
+        topology = self.topology(name)
+        state = self.registry.read(topology)
+        if not state.candidate:
+            raise RolloutError(f"no rollout under way for {name!r}: run `rollout start` first")
+        candidate = state.candidate
+        key = self._snapshot(topology, state)
+        total = self.client.llen(key)
+        done = self.registry.checkpoint(topology, candidate)
+        pipeline = self._pipeline(topology, candidate)
+        serving_collection = self.collection(topology, state.serving)
+        candidate_collection = self.collection(topology, candidate)
+        counts = {"embedded": 0, "skipped": 0, "failed": 0}
+        report = BackfillProgress(done, total, 0, 0, 0)
+
+        def run(ids: list[str]) -> None:
+            result = self._backfill_batch(
+                pipeline, topology, serving_collection, candidate_collection, ids
+            )
+            for name, value in result.items():
+                counts[name] += value
+
+        while done < total:
+            ids = [i.decode() for i in self.client.lrange(key, done, done + batch_size - 1)]
+            run(ids)
+            done = self.registry.advance(topology, candidate, done + len(ids))
+            report = BackfillProgress(done, total, **counts)
+            if progress is not None:
+                progress(report)
+        # Catch up with what the snapshot could not list: assets a worker wrote to the serving
+        # version alone while it still held the registry from before `start`.
+        missing = sorted(
+            set(self.store.ids(serving_collection)) - set(self.store.ids(candidate_collection))
+        )
+        for start in range(0, len(missing), batch_size):
+            run(missing[start : start + batch_size])
+        report = BackfillProgress(done, total, **counts)
+        if missing and progress is not None:
+            progress(report)
+        return report
+
+    def _backfill_batch(
+        self,
+        pipeline: IngestPipeline,
+        topology: Topology,
+        serving_collection: str,
+        candidate_collection: str,
+        ids: list[str],
+    ) -> dict[str, int]:
+        rows = self.store.fetch(serving_collection, ids)
+        records = []
+        for offset, asset_id in enumerate(ids):
+            row = rows.get(asset_id)
+            if row is None:  # deleted since the snapshot
+                continue
+            upload = UploadMessage(
+                id=row.id,
+                uri=row.uri or None,
+                text=row.text or None,
+                media_type=topology.media_type,
+                metadata=row.metadata,
+            )
+            records.append(Record(upload.to_bytes(), row.id.encode(), "backfill", 0, offset))
+        result = asyncio.run(pipeline.process(records))
+        # an asset deleted while this batch was re-embedded must not come back in the
+        # candidate: the delete reached it before our upsert did
+        gone = sorted(set(rows) - set(self.store.fetch(serving_collection, list(rows))))
+        if gone:
+            self.store.delete(candidate_collection, gone)
+        for letter in result.dead_letters:
+            log.warning("backfill could not re-embed: %s", letter.error_message)
+        return {
+            "embedded": result.embedded,
+            "skipped": result.skipped,
+            "failed": len(result.dead_letters),
+        }
+
+    # compare, promote, rollback, retire
+
+    def compare(self, name: str, *, queries: int = 20, k: int = 10) -> dict[str, Any]:
+        """Mean overlap@k of the two versions' answers to queries made of stored assets."""
+        topology = self.topology(name)
+        state = self.registry.read(topology)
+        other = state.candidate or state.previous
+        if not other:
+            raise RolloutError(f"{name!r} has no candidate or previous version to compare with")
+        serving_collection = self.collection(topology, state.serving)
+        ids = self.store.ids(serving_collection)
+        sample = random.Random(0).sample(ids, min(queries, len(ids)))
+        rows = self.store.fetch(serving_collection, sample)
+        fetcher = Fetcher(
+            FileFetcher(self.settings.fetch.media_roots, max_bytes=self.settings.fetch.max_bytes)
+        )
+        contents: list[bytes] = []
+        for row in rows.values():
+            try:
+                contents.append(row.text.encode() if row.text else fetcher.fetch(row.uri))
+            except StageError as exc:
+                log.warning("compare skips %s: %s", row.id, exc)
+        answers = {}
+        for version in (state.serving, other):
+            embedder = self.embedders.get(topology, version)
+            vectors = embedder.embed([embedder.prepare(c) for c in contents])
+            hits = self.store.search(self.collection(topology, version), vectors, top_k=k)
+            answers[version] = [{h.id for h in row} for row in hits]
+        overlaps = [
+            len(a & b) / k for a, b in zip(answers[state.serving], answers[other], strict=True)
+        ]
+        return {
+            "topology": name,
+            "versions": [state.serving, other],
+            "queries": len(overlaps),
+            "k": k,
+            "overlap_at_k": round(float(np.mean(overlaps)), 4) if overlaps else None,
+        }
+
+    def promote(self, name: str, *, force: bool = False) -> RolloutState:
+        topology = self.topology(name)
+        state = self.registry.read(topology)
+        if not state.candidate:
+            raise RolloutError(f"no candidate to promote for {name!r}")
+        serving = set(self.store.ids(self.collection(topology, state.serving)))
+        candidate = set(self.store.ids(self.collection(topology, state.candidate)))
+        missing = serving - candidate
+        if missing and not force:
+            raise RolloutError(
+                f"the candidate lacks {len(missing)} of {len(serving)} assets: run "
+                f"`rollout backfill {name}` first (or --force)"
+            )
+        alias = topology.alias(prefix=self.prefix)
+        self.store.point_alias(alias, self.collection(topology, state.candidate))
+        self.registry.change(topology, state.epoch, candidate=None, previous=state.serving)
+        log.info("promoted", extra={"topology": name, "serving": state.candidate})
+        return self.registry.read(topology)
+
+    def rollback(self, name: str) -> RolloutState:
+        topology = self.topology(name)
+        state = self.registry.read(topology)
+        if state.candidate:  # not promoted yet: abandon it
+            self.registry.change(topology, state.epoch, candidate=None)
+        elif state.previous:
+            alias = topology.alias(prefix=self.prefix)
+            self.store.point_alias(alias, self.collection(topology, state.previous))
+            self.registry.change(topology, state.epoch, previous=state.serving)
+        else:
+            raise RolloutError(f"{name!r} has nothing to roll back to")
+        return self.registry.read(topology)
+
+    def retire(self, name: str, version: str) -> RolloutState:
+        topology = self.topology(name)
+        state = self.registry.read(topology)
+        if version == state.serving:
+            raise RolloutError(f"{version!r} serves {name!r}; promote or roll back first")
+        changes = {f: None for f in ("candidate", "previous") if getattr(state, f) == version}
+        if changes:
+            self.registry.change(topology, state.epoch, **changes)
+        collection = self.collection(topology, version)
+        if collection in self.store.collections(collection):
+            self.store.drop(collection)
+        key = self.registry.checkpoint_key(topology, version)
+        self.client.delete(f"{key}:ids", f"{key}:done", f"{key}:ids:staging")
+        return self.registry.read(topology)
