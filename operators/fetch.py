@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from operators.http_fetch import HttpFetcher
 from streamer.errors import FetchError
 
 __all__ = ["Fetcher", "FileFetcher", "path_to_uri"]
@@ -73,11 +74,14 @@ class FileFetcher:
 class Fetcher:
     """Dispatches a URI to the fetcher of its scheme; unknown schemes are refused."""
 
-    def __init__(self, file: FileFetcher) -> None:
+    def __init__(self, file: FileFetcher, http: HttpFetcher | None = None) -> None:
         self.file = file
+        self.http = http
 
     def fetch(self, uri: str) -> bytes:
         scheme = urlsplit(uri).scheme.lower()
         if scheme == "file":
             return self.file.fetch(uri)
+        if scheme in ("http", "https") and self.http is not None:
+            return self.http.fetch(uri)
         raise FetchError(f"scheme {scheme or '(none)'!r} is not enabled on this worker: {uri!r}")

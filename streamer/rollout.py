@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import redis
 
-from operators.fetch import Fetcher, FileFetcher
 from streamer.dedupe import DedupeCache
 from streamer.embedders import EmbedderPool
 from streamer.errors import ConfigError, StageError, StreamerError
+from streamer.fetching import fetcher_for
 from streamer.ingest import IngestPipeline, Record
 from streamer.messages import UploadMessage
 from streamer.registry import Registry, RolloutState
@@ -140,9 +140,7 @@ class Rollouts:
             embedders=self.embedders,
             store=self.store,
             cache=DedupeCache(self.client, prefix=settings.redis.key_prefix),
-            fetcher=Fetcher(
-                FileFetcher(settings.fetch.media_roots, max_bytes=settings.fetch.max_bytes)
-            ),
+            fetcher=fetcher_for(settings.fetch),
             stats=Stats(self.client, prefix=f"{settings.redis.key_prefix}:backfill"),
             decode_pool=ThreadPoolExecutor(settings.batching.decode_workers, "backfill-decode"),
             model_pool=ThreadPoolExecutor(1, "backfill-model"),
@@ -246,9 +244,7 @@ class Rollouts:
         ids = self.store.ids(serving_collection)
         sample = random.Random(0).sample(ids, min(queries, len(ids)))
         rows = self.store.fetch(serving_collection, sample)
-        fetcher = Fetcher(
-            FileFetcher(self.settings.fetch.media_roots, max_bytes=self.settings.fetch.max_bytes)
-        )
+        fetcher = fetcher_for(self.settings.fetch)
         contents: list[bytes] = []
         for row in rows.values():
             try:

@@ -92,6 +92,23 @@ class FetchSettings(_Concern):
     max_bytes: int = Field(50 * 1024 * 1024, gt=0)
     max_text_bytes: int = Field(60_000, gt=0, le=60_000)
     max_image_pixels: int = Field(64_000_000, gt=0)
+    http_enabled: bool = True
+    http_timeout_s: float = Field(10.0, gt=0)
+    http_max_redirects: int = Field(3, ge=0, le=10)
+    allow_hosts: tuple[str, ...] = Field(
+        (), description="if set, only these hosts (``.example.com`` matches subdomains)"
+    )
+    deny_hosts: tuple[str, ...] = ()
+    allow_networks: tuple[str, ...] = Field(
+        (), description="CIDRs fetched from although private (an internal media server)"
+    )
+
+    @field_validator("allow_hosts", "deny_hosts", "allow_networks", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
 
     @field_validator("media_roots", mode="before")
     @classmethod
@@ -220,7 +237,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
             elif isinstance(value, tuple):
-                value = os.pathsep.join(str(v) for v in value)
+                separator = os.pathsep if field == "media_roots" else ","
+                value = separator.join(str(v) for v in value)
             env[f"{model.env_prefix}{field.upper()}"] = str(value)
     return env
 

@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 import faust
 import redis
 
-from operators.fetch import Fetcher, FileFetcher
 from streamer.app import AGENTS, create_app
 from streamer.dedupe import DedupeCache
 from streamer.embedders import Embedder, EmbedderPool, load_embedder
+from streamer.fetching import fetcher_for
 from streamer.ingest import IngestPipeline
 from streamer.logs import configure_logging
 from streamer.registry import Registry
@@ -87,9 +87,7 @@ def build_pipeline(
         embedders=embedders,
         store=VectorStore(settings.milvus),
         cache=DedupeCache(client, prefix=prefix),
-        fetcher=Fetcher(
-            FileFetcher(settings.fetch.media_roots, max_bytes=settings.fetch.max_bytes)
-        ),
+        fetcher=fetcher_for(settings.fetch),
         stats=Stats(client, prefix=prefix),
         decode_pool=ThreadPoolExecutor(settings.batching.decode_workers, "decode"),
         model_pool=ThreadPoolExecutor(1, "model"),
@@ -112,9 +110,7 @@ def build_searcher(
         topologies=topologies,
         embedders=embedders,
         store=VectorStore(settings.milvus),
-        fetcher=Fetcher(
-            FileFetcher(settings.fetch.media_roots, max_bytes=settings.fetch.max_bytes)
-        ),
+        fetcher=fetcher_for(settings.fetch),
         stats=Stats(redis_client(settings), prefix=settings.redis.key_prefix),
         decode_pool=ThreadPoolExecutor(2, "query-decode"),
         # queries get their own model thread, so they never wait behind an ingest batch
