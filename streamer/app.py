@@ -19,7 +19,7 @@ import faust
 from mode import CrashingSupervisor
 
 from streamer.errors import TransientError
-from streamer.ingest import IngestPipeline, Record, retry_transient
+from streamer.ingest import IngestPipeline, Record, attempts_header, retry_transient
 from streamer.messages import DeadLetter
 from streamer.query_agent import QueryAgent
 from streamer.search import SearchService
@@ -134,6 +134,7 @@ def _ingest_agent(
                     topic=e.message.topic,
                     partition=e.message.partition,
                     offset=e.message.offset,
+                    attempts=attempts_header(e.message.headers),
                 )
                 for e in events
             ]

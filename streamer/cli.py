@@ -208,6 +208,55 @@ def demo(as_json: bool, keep_up: bool) -> None:
 
 
 @cli.group()
+def dlq() -> None:
+    """Inspect and replay dead letters."""
+
+
+@dlq.command("list")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True)
+def dlq_list(limit: int, as_json: bool) -> None:
+    """Show the dead letters: where each came from and why it failed."""
+    from streamer.deadletters import list_letters
+
+    letters = asyncio.run(list_letters(_settings().kafka, limit=limit))
+    if as_json:
+        for letter in letters:
+            click.echo(json.dumps({
+                "partition": letter.partition, "offset": letter.offset,
+                "key": (letter.key or b"").decode(errors="replace"), "headers": letter.headers,
+                "value": letter.value.decode(errors="replace"),
+            }))  # fmt: skip
+        return
+    for letter in letters:
+        h = letter.headers
+        click.echo(
+            f"[{letter.partition}:{letter.offset}] {h.get('x-error-stage')} "
+            f"{h.get('x-error-class')} (attempts {h.get('x-attempts')}, from "
+            f"{h.get('x-source-topic')}[{h.get('x-source-partition')}]@"
+            f"{h.get('x-source-offset')}): {h.get('x-error-message')}"
+        )
+    click.echo(f"{len(letters)} dead letter(s)")
+
+
+@dlq.command("replay")
+@click.option("--stage", type=click.Choice(["validate", "fetch", "decode", "embed", "sink"]))
+@click.option("--from-beginning", is_flag=True, help="Replay letters replayed before, too.")
+@click.option("--dry-run", is_flag=True, help="Say what would be replayed.")
+def dlq_replay(stage: str | None, from_beginning: bool, dry_run: bool) -> None:
+    """Re-publish dead letters to their source topic, after the cause was fixed."""
+    from streamer.deadletters import replay_letters
+
+    letters = asyncio.run(
+        replay_letters(
+            _settings().kafka, stage=stage, from_beginning=from_beginning, dry_run=dry_run
+        )
+    )
+    verb = "would replay" if dry_run else "replayed"
+    click.echo(f"{verb} {len(letters)} dead letter(s)")
+
+
+@cli.group()
 def rollout() -> None:
     """Roll a topology out to another model version: start, backfill, compare, promote."""
 

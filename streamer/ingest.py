@@ -35,7 +35,7 @@ from streamer.stats import Stats
 from streamer.store import StoredRow, VectorRow, VectorStore
 from topologies.base import BatchPolicy, Topology
 
-__all__ = ["IngestPipeline", "IngestReport", "Record", "retry_transient"]
+__all__ = ["IngestPipeline", "IngestReport", "Record", "attempts_header", "retry_transient"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,6 +50,19 @@ class Record:
     topic: str
     partition: int
     offset: int
+    attempts: int = 0  # how often it failed before (a replayed dead letter carries its count)
+
+
+def attempts_header(headers: Any) -> int:
+    """The ``x-attempts`` of a record's headers (a mapping or a list of pairs), else 0."""
+    pairs = headers.items() if isinstance(headers, Mapping) else (headers or [])
+    for name, value in pairs:
+        if name == "x-attempts":
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return 0
+    return 0
 
 
 @dataclass(slots=True)
@@ -191,6 +204,7 @@ class IngestPipeline:
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
+            attempts=record.attempts + 1,
         )
 
     async def _delete(self, items: Sequence[_Item]) -> int:
