@@ -8,6 +8,7 @@ new model version from what is stored. Vectors are unit length; the metric is in
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -25,6 +26,7 @@ from streamer.settings import MilvusSettings
 __all__ = ["SearchHit", "StoredRow", "VectorRow", "VectorStore", "escape_literal", "id_filter"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 ID_MAX_CHARS = 512
 URI_MAX_BYTES = 16_384
@@ -93,6 +95,11 @@ class StoredRow:
     media_type: str = ""
 
 
+def _needs_load(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "released" in text or "load()" in text or "not loaded" in text
+
+
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, grpc.RpcError | ConnectionError | TimeoutError):
         return True
@@ -124,10 +131,16 @@ class VectorStore:
             self._client = None
             self._described.clear()
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
+    def _call(self, what: str, fn: Callable[[], T], *, collection: str | None = None) -> T:
+        """Run one Milvus call with typed errors. A collection found released (a restarted
+        server forgets what was loaded) is loaded again and the call retried once."""
         try:
             return fn()
         except (MilvusException, grpc.RpcError, ConnectionError, TimeoutError) as exc:
+            if collection is not None and _needs_load(exc):
+                log.warning("milvus: %s was released; loading it again", collection)
+                self._call("load_collection", lambda: self.client.load_collection(collection))
+                return self._call(what, fn)
             if _is_transient(exc):
                 self._described.clear()
                 raise TransientError("milvus", f"{what}: {exc}") from exc
@@ -226,7 +239,7 @@ class VectorStore:
         if not rows:
             return 0
         entities = [row.to_entity() for row in rows]
-        result = self._call("upsert", lambda: self.client.upsert(name, entities))
+        result = self._call("upsert", lambda: self.client.upsert(name, entities), collection=name)
         self._unflushed[name] = self._unflushed.get(name, 0) + len(rows)
         if self.settings.flush_rows and self._unflushed[name] >= self.settings.flush_rows:
             self.flush(name)
@@ -239,7 +252,9 @@ class VectorStore:
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         if ids:
-            self._call("delete", lambda: self.client.delete(name, filter=id_filter(ids)))
+            self._call(
+                "delete", lambda: self.client.delete(name, filter=id_filter(ids)), collection=name
+            )
 
     def fetch(
         self, name: str, ids: Sequence[str], *, with_vectors: bool = False
@@ -254,6 +269,7 @@ class VectorStore:
             rows = self._call(
                 "query",
                 lambda c=chunk: self.client.query(name, filter=id_filter(c), output_fields=fields),  # type: ignore[misc]
+                collection=name,
             )
             for row in rows:
                 vector = np.asarray(row["vector"], dtype=np.float32) if with_vectors else None
@@ -270,7 +286,9 @@ class VectorStore:
 
     def count(self, name: str) -> int:
         rows = self._call(
-            "count", lambda: self.client.query(name, filter="", output_fields=["count(*)"])
+            "count",
+            lambda: self.client.query(name, filter="", output_fields=["count(*)"]),
+            collection=name,
         )
         return int(rows[0]["count(*)"]) if rows else 0
 
@@ -280,6 +298,7 @@ class VectorStore:
         iterator = self._call(
             "query_iterator",
             lambda: self.client.query_iterator(name, batch_size=1000, output_fields=["id"]),
+            collection=name,
         )
         try:
             while batch := self._call("query_iterator", iterator.next):
@@ -308,6 +327,7 @@ class VectorStore:
                 output_fields=["uri", "text", "metadata", "model_version"],
                 search_params={"metric_type": "IP"},
             ),
+            collection=name,
         )
         return [
             [

@@ -32,7 +32,7 @@ from streamer.stack.processes import (
     wait_until,
 )
 
-__all__ = ["StackState", "down", "read_state", "up"]
+__all__ = ["StackState", "down", "read_state", "restart", "up"]
 
 HOST = "127.0.0.1"
 
@@ -58,7 +58,9 @@ class StackState:
 def read_state(state_dir: Path) -> StackState | None:
     try:
         data = json.loads(stack_state_file(state_dir).read_text())
-        data["processes"] = tuple(ManagedProcess(**p) for p in data["processes"])
+        data["processes"] = tuple(
+            ManagedProcess(**{**p, "argv": tuple(p.get("argv", ()))}) for p in data["processes"]
+        )
         return StackState(**data)
     except (OSError, ValueError, TypeError, KeyError):
         return None
@@ -243,3 +245,26 @@ def down(settings: Settings, *, purge: bool = False) -> list[str]:
     if purge:
         shutil.rmtree(state_dir / "milvus", ignore_errors=True)
     return stopped
+
+
+def restart(settings: Settings, name: str, *, down_s: float = 0.0) -> ManagedProcess:
+    """Stop one server of the running stack and, ``down_s`` later, start it again the same
+    way (same port, same data): an outage on purpose, for fault tests and drills."""
+    state_dir = settings.stack.state_dir
+    state = read_state(state_dir)
+    if state is None:
+        raise StackError(f"no embedded stack is recorded in {state_dir}")
+    old = next((p for p in state.processes if p.name == name), None)
+    if old is None or not old.argv:
+        raise StackError(f"the stack has no restartable {name!r} server")
+    stop(old)
+    time.sleep(down_s)
+    new = spawn(name, old.argv, log_dir=Path(old.log).parent, marker=old.marker)
+    address = {"kafka": state.kafka_bootstrap, "milvus": state.milvus_uri}.get(name)
+    if address is not None:
+        host, port = address.removeprefix("http://").rsplit(":", 1)
+        wait_until(name, lambda: port_open(host, int(port)), timeout_s=60, process=new)
+    processes = tuple(new if p.name == name else p for p in state.processes)
+    replaced = StackState(**{**asdict(state), "processes": processes})
+    stack_state_file(state_dir).write_text(replaced.to_json())
+    return new

@@ -37,6 +37,7 @@ class ManagedProcess:
     pid: int
     marker: str  # a word of its command line, to recognise it after a pid is reused
     log: str
+    argv: tuple[str, ...] = ()
 
     def alive(self) -> bool:
         try:
@@ -95,7 +96,9 @@ def spawn(name: str, argv: Sequence[str], *, log_dir: Path, marker: str) -> Mana
             start_new_session=True,
             close_fds=True,
         )
-    process = ManagedProcess(name=name, pid=proc.pid, marker=marker, log=str(log_path))
+    process = ManagedProcess(
+        name=name, pid=proc.pid, marker=marker, log=str(log_path), argv=tuple(argv)
+    )
     # Popen can return before the kernel shows the new program's command line; wait for it so
     # that alive() (which checks the marker) never mistakes a starting process for a dead one.
     deadline = time.monotonic() + 5

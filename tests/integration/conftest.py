@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from streamer.errors import TransientError
 from streamer.settings import Settings, load_settings, namespaced, settings_env
 from streamer.stack.embedded import down, up
 from streamer.stats import Stats
@@ -54,8 +55,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if check():
-            return
+        try:
+            if check():
+                return
+        except TransientError:
+            pass  # a server coming back: not yet
         time.sleep(0.25)
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
