@@ -17,6 +17,7 @@ from streamer.producer import publish, publish_raw
 from streamer.samples import write_photos
 from tests.integration.conftest import Scenario, wait_for
 from tests.models.reference import sentence_transformers_reference, timm_reference
+from tests.unit.test_decode import png_header_only
 
 pytestmark = pytest.mark.integration
 
@@ -92,6 +93,11 @@ def test_bad_input_becomes_dead_letters_and_the_worker_lives(scenario: Scenario)
     (scenario.media / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg at all")
     (scenario.media / "empty.jpg").write_bytes(b"")
     (scenario.media / "doc.jpg").write_bytes(b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n")
+    whole = io.BytesIO()
+    Image.new("RGB", (640, 480), (90, 20, 200)).save(whole, "JPEG")
+    (scenario.media / "cut.jpg").write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+    bomb = scenario.media / "bomb.png"
+    bomb.write_bytes(png_header_only(20_000, 20_000))
     bad = [
         (b"k1", b"{not json"),
         (b"k2", json.dumps({"id": "no-source"}).encode()),
@@ -105,6 +111,8 @@ def test_bad_input_becomes_dead_letters_and_the_worker_lives(scenario: Scenario)
         ),
         (b"k5", UploadMessage(id="pdf", uri=path_to_uri(scenario.media / "doc.jpg")).to_bytes()),
         (b"k6", UploadMessage(id="escape", uri="file:///etc/hostname.jpg").to_bytes()),
+        (b"k7", UploadMessage(id="cut", uri=path_to_uri(scenario.media / "cut.jpg")).to_bytes()),
+        (b"k8", UploadMessage(id="bomb", uri=path_to_uri(bomb)).to_bytes()),
     ]
     good = [(b"ok", UploadMessage(id="ok", text="still indexed").to_bytes())]
     kafka = scenario.settings.kafka
@@ -122,6 +130,8 @@ def test_bad_input_becomes_dead_letters_and_the_worker_lives(scenario: Scenario)
         b"k4": "decode",
         b"k5": "decode",
         b"k6": "fetch",
+        b"k7": "decode",
+        b"k8": "decode",
     }
     for key, value in bad:
         headers = dict(by_key[key].headers)
