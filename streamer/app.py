@@ -18,6 +18,7 @@ from typing import Any
 import faust
 from mode import CrashingSupervisor
 
+from streamer.connections import faust_credentials
 from streamer.errors import TransientError
 from streamer.ingest import IngestPipeline, Record, attempts_header, retry_transient
 from streamer.messages import DeadLetter
@@ -71,6 +72,7 @@ def create_app(
         broker_commit_interval=1.0,
         producer_acks=-1,
         web_enabled=False,
+        broker_credentials=faust_credentials(kafka),
     )
     uploads = app.topic(kafka.uploads_topic, partitions=kafka.partitions)
     deadletters = app.topic(kafka.deadletter_topic, partitions=kafka.partitions)

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from streamer.connections import kafka_options
 from streamer.errors import NoAnswer, TransientError
 from streamer.messages import SearchRequest, SearchResult
 from streamer.settings import KafkaSettings
@@ -59,10 +60,9 @@ class SearchClient:
 
     async def start(self) -> None:
         servers = self.kafka.bootstrap_servers
-        self._producer = AIOKafkaProducer(bootstrap_servers=servers, linger_ms=0, acks=1)
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers, enable_auto_commit=False, fetch_max_wait_ms=10
-        )
+        options = kafka_options(self.kafka)
+        self._producer = AIOKafkaProducer(**options, linger_ms=0, acks=1)
+        self._consumer = AIOKafkaConsumer(**options, enable_auto_commit=False, fetch_max_wait_ms=10)
         try:
             await self._producer.start()
             await self._consumer.start()

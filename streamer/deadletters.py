@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
+from streamer.connections import kafka_options
 from streamer.settings import KafkaSettings
 
 __all__ = ["Letter", "list_letters", "replay_letters"]
@@ -54,7 +55,7 @@ async def list_letters(kafka: KafkaSettings, *, limit: int | None = 100) -> list
     """The dead letters from the beginning of the topic (reads only; commits nothing)."""
     consumer = AIOKafkaConsumer(
         kafka.deadletter_topic,
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka_options(kafka),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         fetch_max_wait_ms=100,
@@ -77,7 +78,7 @@ async def replay_letters(
     group = f"{kafka.app_id}-dlq-replay"
     consumer = AIOKafkaConsumer(
         kafka.deadletter_topic,
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka_options(kafka),
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -85,7 +86,7 @@ async def replay_letters(
         session_timeout_ms=int(kafka.session_timeout_s * 1000),
         heartbeat_interval_ms=int(kafka.heartbeat_interval_s * 1000),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka_options(kafka), acks="all")
     await consumer.start()
     await producer.start()
     try:

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from operators.fetch import path_to_uri
 from streamer.client import SearchClient
+from streamer.connections import redis_client
 from streamer.errors import StreamerError
 from streamer.messages import SearchResult, UploadMessage
 from streamer.producer import publish_raw
@@ -111,7 +112,7 @@ def run_demo(settings: Settings, *, keep_up: bool = False, quiet: bool = False) 
     media.mkdir(parents=True, exist_ok=True)
     settings = namespaced(base, PREFIX, (media,))
     store = VectorStore(settings.milvus)
-    client = redis.Redis.from_url(settings.redis.url)
+    client = redis_client(settings.redis)
     worker: subprocess.Popen[bytes] | None = None
     try:
         _reset(settings, store, client)

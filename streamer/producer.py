@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from operators.fetch import path_to_uri
+from streamer.connections import kafka_options
 from streamer.errors import StreamerError, TransientError
 from streamer.messages import IMAGE_SUFFIXES, TEXT_SUFFIXES, UploadMessage
 from streamer.settings import KafkaSettings
@@ -87,7 +88,7 @@ async def publish_raw(
 ) -> int:
     """Send (key, value) records as they are; used for replays and for testing bad input."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka_options(kafka),
         acks="all",
         linger_ms=5,
         request_timeout_ms=15_000,

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from mode import Service
 
+from streamer.connections import kafka_options
 from streamer.search import SearchService
 from streamer.settings import Settings
 
@@ -39,7 +40,7 @@ class QueryAgent(Service):
         kafka = self.settings.kafka
         self._consumer = AIOKafkaConsumer(
             kafka.search_requests_topic,
-            bootstrap_servers=kafka.bootstrap_servers,
+            **kafka_options(kafka),
             group_id=f"{kafka.app_id}-search",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -50,9 +51,7 @@ class QueryAgent(Service):
             heartbeat_interval_ms=int(kafka.heartbeat_interval_s * 1000),
             rebalance_timeout_ms=int(kafka.rebalance_timeout_s * 1000),
         )
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap_servers, acks="all", linger_ms=0
-        )
+        self._producer = AIOKafkaProducer(**kafka_options(kafka), acks="all", linger_ms=0)
         await self._producer.start()
         await self._consumer.start()
 

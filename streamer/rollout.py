@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import redis
 
+from streamer.connections import redis_client
 from streamer.dedupe import DedupeCache
 from streamer.embedders import EmbedderPool
 from streamer.errors import ConfigError, StageError, StreamerError
@@ -64,7 +64,7 @@ class Rollouts:
     ) -> None:
         self.settings = settings
         self.topologies = {t.name: t for t in topologies}
-        self.client = redis.Redis.from_url(settings.redis.url)
+        self.client = redis_client(settings.redis)
         self.store = VectorStore(settings.milvus)
         self.prefix = settings.milvus.collection_prefix
         self.registry = Registry(

@@ -48,6 +48,11 @@ class KafkaSettings(_Concern):
     search_requests_topic: str = "search.requests"
     search_results_topic: str = "search.results"
     partitions: int = Field(4, ge=1, description="partitions of the topics streamer creates")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = Field(None, description="CA bundle for TLS to the brokers")
     session_timeout_s: float = Field(10.0, gt=0)
     rebalance_timeout_s: float = Field(10.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
@@ -58,6 +63,7 @@ class RedisSettings(_Concern):
     url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = Field("streamer", min_length=1)
     password: SecretStr | None = None
+    tls_cafile: Path | None = Field(None, description="CA bundle for rediss:// URLs")
 
 
 class MilvusSettings(_Concern):

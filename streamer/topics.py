@@ -8,6 +8,7 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from streamer.connections import kafka_options
 from streamer.errors import TransientError
 from streamer.settings import KafkaSettings
 
@@ -27,9 +28,7 @@ def topic_names(kafka: KafkaSettings) -> list[str]:
 
 async def ensure_topics(kafka: KafkaSettings) -> list[str]:
     """Create missing topics; returns the names created."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=10_000
-    )
+    admin = AIOKafkaAdminClient(**kafka_options(kafka), request_timeout_ms=10_000)
     try:
         await admin.start()
     except KafkaError as exc:

@@ -13,6 +13,7 @@ import faust
 import redis
 
 from streamer.app import AGENTS, create_app
+from streamer.connections import redis_client
 from streamer.dedupe import DedupeCache
 from streamer.embedders import Embedder, EmbedderPool, load_embedder
 from streamer.fetching import fetcher_for
@@ -26,16 +27,9 @@ from streamer.store import VectorStore
 from streamer.topics import ensure_topics
 from topologies.base import Topology
 
-__all__ = ["build_pipeline", "load_embedders", "redis_client", "run_worker"]
+__all__ = ["build_pipeline", "load_embedders", "run_worker"]
 
 log = logging.getLogger(__name__)
-
-
-def redis_client(settings: Settings) -> redis.Redis:
-    password = settings.redis.password.get_secret_value() if settings.redis.password else None
-    return redis.Redis.from_url(
-        settings.redis.url, password=password, socket_timeout=5, socket_connect_timeout=5
-    )
 
 
 def load_embedders(settings: Settings, topologies: Sequence[Topology]) -> EmbedderPool:
@@ -111,7 +105,7 @@ def build_searcher(
         embedders=embedders,
         store=VectorStore(settings.milvus),
         fetcher=fetcher_for(settings.fetch),
-        stats=Stats(redis_client(settings), prefix=settings.redis.key_prefix),
+        stats=Stats(redis_client(settings.redis), prefix=settings.redis.key_prefix),
         decode_pool=ThreadPoolExecutor(2, "query-decode"),
         # queries get their own model thread, so they never wait behind an ingest batch
         model_pool=ThreadPoolExecutor(1, "query-model"),
@@ -132,7 +126,7 @@ def run_worker(
     embedders = load_embedders(settings, topologies)
     asyncio.run(ensure_topics(settings.kafka))
     pipeline = (
-        build_pipeline(settings, topologies, embedders, redis_client(settings))
+        build_pipeline(settings, topologies, embedders, redis_client(settings.redis))
         if "ingest" in agents
         else None
     )

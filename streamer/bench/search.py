@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import redis
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -36,6 +35,7 @@ from rich.table import Table
 from operators.normalize import l2_normalize
 from streamer.bench.stats import percentile_ms
 from streamer.client import SearchClient
+from streamer.connections import redis_client
 from streamer.errors import NoAnswer, StreamerError
 from streamer.messages import SearchResult
 from streamer.settings import Settings, load_settings, namespaced, settings_env
@@ -162,7 +162,7 @@ def run_search_bench(
     store = VectorStore(settings.milvus)
     worker: subprocess.Popen[bytes] | None = None
     try:
-        client = redis.Redis.from_url(settings.redis.url)
+        client = redis_client(settings.redis)
         for key in client.scan_iter(match=f"{settings.redis.key_prefix}:*"):
             client.delete(key)
         asyncio.run(ensure_topics(settings.kafka))

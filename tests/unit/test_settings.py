@@ -61,3 +61,30 @@ def test_stack_file_fills_addresses_and_environment_wins(tmp_path: Path) -> None
     override = load_settings({**env, "STREAMER_MILVUS_URI": "http://milvus:19530"})
     assert override.milvus.uri == "http://milvus:19530"
     assert override.redis.url == "redis://127.0.0.1:2222/0"
+
+
+def test_credentials_are_secrets_never_shown(tmp_path: Path) -> None:
+    from streamer.connections import faust_credentials, kafka_options
+
+    settings = load_settings(
+        {
+            "STREAMER_STACK_STATE_DIR": str(tmp_path),
+            "STREAMER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "STREAMER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "STREAMER_KAFKA_SASL_USERNAME": "svc",
+            "STREAMER_KAFKA_SASL_PASSWORD": "kafka-pw-123",
+            "STREAMER_REDIS_PASSWORD": "redis-pw-456",
+            "STREAMER_MILVUS_TOKEN": "milvus-tok-789",
+        }
+    )
+    shown = repr(settings) + str(settings) + settings.model_dump_json()
+    for secret in ("kafka-pw-123", "redis-pw-456", "milvus-tok-789"):
+        assert secret not in shown
+    options = kafka_options(settings.kafka)
+    assert options["sasl_plain_password"] == "kafka-pw-123"
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["ssl_context"] is not None
+    assert type(faust_credentials(settings.kafka)).__name__ == "SASLCredentials"
+    assert (
+        faust_credentials(load_settings({"STREAMER_STACK_STATE_DIR": str(tmp_path)}).kafka) is None
+    )
