@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from operators.http_fetch import HttpFetcher
+from operators.s3_fetch import S3Fetcher
 from streamer.errors import FetchError
 
 __all__ = ["Fetcher", "FileFetcher", "path_to_uri"]
@@ -74,9 +75,12 @@ class FileFetcher:
 class Fetcher:
     """Dispatches a URI to the fetcher of its scheme; unknown schemes are refused."""
 
-    def __init__(self, file: FileFetcher, http: HttpFetcher | None = None) -> None:
+    def __init__(
+        self, file: FileFetcher, http: HttpFetcher | None = None, s3: S3Fetcher | None = None
+    ) -> None:
         self.file = file
         self.http = http
+        self.s3 = s3
 
     def fetch(self, uri: str) -> bytes:
         scheme = urlsplit(uri).scheme.lower()
@@ -84,4 +88,6 @@ class Fetcher:
             return self.file.fetch(uri)
         if scheme in ("http", "https") and self.http is not None:
             return self.http.fetch(uri)
+        if scheme == "s3" and self.s3 is not None:
+            return self.s3.fetch(uri)
         raise FetchError(f"scheme {scheme or '(none)'!r} is not enabled on this worker: {uri!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from operators.fetch import Fetcher, FileFetcher
 from operators.http_fetch import HttpFetcher
+from operators.s3_fetch import S3Fetcher
 from streamer.settings import FetchSettings
 
 __all__ = ["fetcher_for"]
@@ -22,4 +23,14 @@ def fetcher_for(fetch: FetchSettings) -> Fetcher:
         if fetch.http_enabled
         else None
     )
-    return Fetcher(FileFetcher(fetch.media_roots, max_bytes=fetch.max_bytes), http)
+    s3 = (
+        S3Fetcher(
+            max_bytes=fetch.max_bytes,
+            timeout_s=fetch.http_timeout_s,
+            endpoint_url=fetch.s3_endpoint_url,
+            allow_buckets=fetch.allow_buckets,
+        )
+        if fetch.s3_enabled
+        else None
+    )
+    return Fetcher(FileFetcher(fetch.media_roots, max_bytes=fetch.max_bytes), http, s3)

@@ -108,8 +108,11 @@ class FetchSettings(_Concern):
     allow_networks: tuple[str, ...] = Field(
         (), description="CIDRs fetched from although private (an internal media server)"
     )
+    s3_enabled: bool = True
+    s3_endpoint_url: str | None = Field(None, description="an S3-compatible store (MinIO, Ceph)")
+    allow_buckets: tuple[str, ...] = Field((), description="if set, only these buckets")
 
-    @field_validator("allow_hosts", "deny_hosts", "allow_networks", mode="before")
+    @field_validator("allow_hosts", "deny_hosts", "allow_networks", "allow_buckets", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
