@@ -66,10 +66,24 @@ def hostile(port: int) -> list[str]:
     ]
 
 
-def test_hostile_corpus_is_refused_before_any_connection(listener: socket.socket) -> None:
+def test_hostile_corpus_is_refused_before_any_connection(
+    listener: socket.socket, tmp_path: Path
+) -> None:
     port = listener.getsockname()[1]
-    fetcher = HttpFetcher(max_bytes=1000, resolver=resolver)
-    corpus = hostile(port)
+    root = tmp_path / "media"
+    root.mkdir()
+    fetcher = Fetcher(
+        FileFetcher([root], max_bytes=1000), HttpFetcher(max_bytes=1000, resolver=resolver)
+    )
+    corpus = [
+        *hostile(port),
+        f"file://{root}/../../etc/passwd",
+        f"file://{root}/%2e%2e/%2e%2e/etc/passwd",
+        "file:///etc/shadow",
+        f"ftp://127.0.0.1:{port}/a.jpg",
+        f"gopher://127.0.0.1:{port}/_a",
+        f"dict://127.0.0.1:{port}/info",
+    ]
     assert len(corpus) >= 15
     for uri in corpus:
         with pytest.raises(FetchError) as info:
