@@ -22,6 +22,7 @@ from streamer.connections import faust_credentials
 from streamer.errors import TransientError
 from streamer.ingest import IngestPipeline, Record, attempts_header, retry_transient
 from streamer.messages import DeadLetter
+from streamer.metrics import Health, Metrics
 from streamer.query_agent import QueryAgent
 from streamer.search import SearchService
 from streamer.settings import Settings
@@ -51,6 +52,9 @@ def create_app(
     topologies: Sequence[Topology],
     pipeline: IngestPipeline | None,
     searcher: SearchService | None = None,
+    *,
+    metrics: Metrics | None = None,
+    health: Health | None = None,
 ) -> faust.App:
     """The app with the ingest agent (when ``pipeline`` is given) and the search agent (when
     ``searcher`` is)."""
@@ -89,10 +93,19 @@ def create_app(
             max_pause_s=max_pause_s,
         )
 
+    metrics = metrics or Metrics()
+    health = health or Health(stall_s=settings.runtime.stall_s)
     if pipeline is not None:
-        _ingest_agent(app, uploads, pipeline, publish_dead_letter, take_size, take_wait_s)
+        _ingest_agent(
+            app, uploads, pipeline, publish_dead_letter, take_size, take_wait_s, metrics, health
+        )
     if searcher is not None:
-        app.add_dependency(QueryAgent(settings, searcher, loop=app.loop))
+        app.add_dependency(QueryAgent(settings, searcher, metrics=metrics, loop=app.loop))
+
+    @app.task
+    async def mark_ready() -> None:
+        health.ready = True
+
     return app
 
 
@@ -123,12 +136,15 @@ def _ingest_agent(
     publish_dead_letter: Callable[[DeadLetter], Awaitable[None]],
     take_size: int,
     take_wait_s: float,
+    metrics: Metrics,
+    health: Health,
 ) -> None:
     @app.agent(uploads, name="ingest", supervisor_strategy=CrashingSupervisor)
     async def ingest(stream: faust.StreamT) -> None:
         # noack_take is on faust's Stream, not on the StreamT protocol the decorator declares.
         batches = stream.noack_take(take_size, within=take_wait_s)  # type: ignore[attr-defined]
         async for events in batches:
+            health.started()
             records = [
                 Record(
                     value=e.value,
@@ -145,10 +161,27 @@ def _ingest_agent(
                 await publish_dead_letter(letter)
             for event in events:
                 await stream.ack(event)
+            health.finished()
+            metrics.last_commit.set_to_current_time()
+            metrics.batch("ingest", len(records), report.counts())
+            metrics.stages(report.timings)
+            for letter in report.dead_letters:
+                metrics.dead_letters.labels(letter.stage).inc()
+            for (topic, partition), offset in _last_offsets(records).items():
+                highwater = app.consumer.highwater((topic, partition))  # type: ignore[arg-type]
+                if highwater is not None:
+                    metrics.lag.labels(topic, str(partition)).set(max(0, highwater - offset - 1))
             log.info(
                 "batch done",
                 extra={"counts": report.counts(), "offsets": _offsets(records)},
             )
+
+
+def _last_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:
+    last: dict[tuple[str, int], int] = {}
+    for r in records:
+        last[(r.topic, r.partition)] = max(last.get((r.topic, r.partition), -1), r.offset)
+    return last
 
 
 def _offsets(records: Sequence[Record]) -> dict[str, int]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -74,6 +75,10 @@ class IngestReport:
     upserted: int = 0
     deleted: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+    def timed(self, stage: str, started: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - started
 
     def counts(self) -> dict[str, int]:
         return {
@@ -226,6 +231,7 @@ class IngestPipeline:
 
     async def _upsert(self, topology: Topology, items: list[_Item], report: IngestReport) -> None:
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         fetched = await asyncio.gather(
             *(loop.run_in_executor(self.decode_pool, self._fetch, item) for item in items)
         )
@@ -235,6 +241,7 @@ class IngestPipeline:
                 live.append(item)
             else:
                 report.dead_letters.append(self._dead(item.record, error))
+        report.timed("fetch", started)
         versions = await self._io("versions", lambda: list(self.versions(topology)))
         serving = versions[0]
         for version in versions:
@@ -267,7 +274,9 @@ class IngestPipeline:
         )
         cache_key = f"{collection}@{token}"
 
+        started = time.perf_counter()
         current, reuse, fresh = await self._classify(collection, cache_key, live)
+        report.timed("dedupe", started)
         report.skipped += len(current)
 
         # the same new content under several ids in one batch goes through the model once
@@ -278,6 +287,7 @@ class IngestPipeline:
                 copies.append(item)
             else:
                 firsts[item.content_hash] = item
+        started = time.perf_counter()
         prepared = await asyncio.gather(
             *(
                 loop.run_in_executor(self.decode_pool, self._prepare, embedder, i)
@@ -292,12 +302,15 @@ class IngestPipeline:
             else:
                 failures[item.content_hash] = error
                 report.dead_letters.append(self._dead(item.record, error))
+        report.timed("decode", started)
 
         policy = self.policies.get(topology.name, topology.batch)
         embedded: list[_Item] = []
         for start in range(0, len(to_embed), policy.max_batch_size):
             chunk = to_embed[start : start + policy.max_batch_size]
+            started = time.perf_counter()
             ok, failed = await loop.run_in_executor(self.model_pool, self._embed, embedder, chunk)
+            report.timed("embed", started)
             embedded.extend(ok)
             for item, error in failed:
                 failures[item.content_hash] = error
@@ -314,7 +327,9 @@ class IngestPipeline:
         report.reused += len(reuse)
 
         rows = [self._row(version, topology.media_type, item) for item in [*reuse, *embedded]]
+        started = time.perf_counter()
         stored = await self._sink(collection, rows, [*reuse, *embedded], report)
+        report.timed("sink", started)
         report.upserted += len(stored)
         self.cache.put(cache_key, {i.upload.id: i.digest for i in [*current, *stored]})
         self.cache.remember_content(cache_key, {i.content_hash: i.upload.id for i in stored})

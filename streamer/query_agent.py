@@ -20,6 +20,7 @@ from aiokafka.structs import ConsumerRecord
 from mode import Service
 
 from streamer.connections import kafka_options
+from streamer.metrics import Metrics
 from streamer.search import SearchService
 from streamer.settings import Settings
 
@@ -29,10 +30,18 @@ log = logging.getLogger(__name__)
 
 
 class QueryAgent(Service):
-    def __init__(self, settings: Settings, searcher: SearchService, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        searcher: SearchService,
+        *,
+        metrics: Metrics | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.searcher = searcher
+        self.metrics = metrics
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
 
@@ -87,9 +96,13 @@ class QueryAgent(Service):
                 log.warning(
                     "skipped stale search requests", extra={"count": len(records) - len(fresh)}
                 )
+            started = time.perf_counter()
             answers = await self.searcher.answer([r.value for r in fresh], [r.key for r in fresh])
             deliveries = [
                 await self._producer.send(a.reply_to, key=a.key(), value=a.value()) for a in answers
             ]
             await asyncio.gather(*deliveries)
             await self._consumer.commit()
+            if self.metrics is not None:
+                self.metrics.search_seconds.observe(time.perf_counter() - started)
+                self.metrics.batch_size.labels("search").observe(len(fresh))

@@ -147,6 +147,11 @@ class RuntimeSettings(_Concern):
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
     web_port: int = Field(6066, ge=0, le=65535)
+    worker_name: str | None = Field(None, description="default: <hostname>-<pid>")
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="/metrics, /healthz and /readyz (0: not served)"
+    )
+    stall_s: float = Field(600.0, gt=0, description="a batch in flight longer fails /healthz")
     sink_retry_max_s: float = Field(30.0, gt=0, description="longest pause between sink retries")
 
 

@@ -24,9 +24,15 @@ COUNTERS = (
 
 
 class Stats:
-    def __init__(self, client: redis.Redis | None, *, prefix: str) -> None:
+    """Counters of every worker under ``<prefix>:stats``, and of this one under
+    ``<prefix>:stats:worker:<worker>`` when a ``worker`` name is given."""
+
+    def __init__(
+        self, client: redis.Redis | None, *, prefix: str, worker: str | None = None
+    ) -> None:
         self.client = client
         self.key = f"{prefix}:stats"
+        self.worker_key = f"{self.key}:worker:{worker}" if worker else None
         self.local: Counter[str] = Counter()
 
     def add(self, counts: Mapping[str, int]) -> None:
@@ -38,6 +44,8 @@ class Stats:
             pipe = self.client.pipeline(transaction=False)
             for name, value in nonzero.items():
                 pipe.hincrby(self.key, name, value)
+                if self.worker_key:
+                    pipe.hincrby(self.worker_key, name, value)
             pipe.execute()
         except redis.RedisError as exc:
             log.warning("stats not mirrored to redis: %s", exc)
@@ -48,6 +56,18 @@ class Stats:
             return dict(self.local)
         raw = self.client.hgetall(self.key)
         return {k.decode(): int(v) for k, v in raw.items()}
+
+    def per_worker(self) -> dict[str, dict[str, int]]:
+        """Each worker's own counters, by worker name."""
+        if self.client is None:
+            return {}
+        marker = f"{self.key}:worker:"
+        return {
+            key.decode().removeprefix(marker): {
+                k.decode(): int(v) for k, v in self.client.hgetall(key).items()
+            }
+            for key in self.client.scan_iter(match=f"{marker}*")
+        }
 
     def reset(self) -> None:
         self.local.clear()

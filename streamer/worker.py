@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from streamer.embedders import Embedder, EmbedderPool, load_embedder
 from streamer.fetching import fetcher_for
 from streamer.ingest import IngestPipeline
 from streamer.logs import configure_logging
+from streamer.metrics import Health, Metrics, serve
 from streamer.registry import Registry
 from streamer.search import SearchService
 from streamer.settings import Settings
@@ -59,6 +61,11 @@ def load_embedders(settings: Settings, topologies: Sequence[Topology]) -> Embedd
     return pool
 
 
+def worker_name(settings: Settings) -> str:
+    """This process, as named in per-worker counters and logs."""
+    return settings.runtime.worker_name or f"{socket.gethostname()}-{os.getpid()}"
+
+
 def registry_for(settings: Settings, client: redis.Redis) -> Registry:
     return Registry(
         client,
@@ -73,16 +80,25 @@ def build_pipeline(
     topologies: Sequence[Topology],
     embedders: EmbedderPool,
     client: redis.Redis,
+    metrics: Metrics | None = None,
 ) -> IngestPipeline:
     registry = registry_for(settings, client)
     prefix = settings.redis.key_prefix
+
+    def versions(topology: Topology) -> list[str]:
+        targets = registry.read(topology).targets()
+        if metrics is not None:
+            for version in topology.versions():
+                metrics.serving.labels(topology.name, version).set(version == targets[0])
+        return targets
+
     return IngestPipeline(
         topologies=topologies,
         embedders=embedders,
         store=VectorStore(settings.milvus),
         cache=DedupeCache(client, prefix=prefix),
         fetcher=fetcher_for(settings.fetch),
-        stats=Stats(client, prefix=prefix),
+        stats=Stats(client, prefix=prefix, worker=worker_name(settings)),
         decode_pool=ThreadPoolExecutor(settings.batching.decode_workers, "decode"),
         model_pool=ThreadPoolExecutor(1, "model"),
         policies={
@@ -93,7 +109,7 @@ def build_pipeline(
         },
         collection_prefix=settings.milvus.collection_prefix,
         max_retry_pause_s=settings.runtime.sink_retry_max_s,
-        versions=lambda topology: registry.read(topology).targets(),
+        versions=versions,
     )
 
 
@@ -125,13 +141,16 @@ def run_worker(
     configure_logging(settings.runtime.log_level, settings.runtime.log_format)
     embedders = load_embedders(settings, topologies)
     asyncio.run(ensure_topics(settings.kafka))
+    metrics, health = Metrics(), Health(stall_s=settings.runtime.stall_s)
     pipeline = (
-        build_pipeline(settings, topologies, embedders, redis_client(settings.redis))
+        build_pipeline(settings, topologies, embedders, redis_client(settings.redis), metrics)
         if "ingest" in agents
         else None
     )
     searcher = build_searcher(settings, topologies, embedders) if "search" in agents else None
-    app = create_app(settings, topologies, pipeline, searcher)
+    if settings.runtime.metrics_port:
+        serve(settings.runtime.metrics_port, metrics, health)
+    app = create_app(settings, topologies, pipeline, searcher, metrics=metrics, health=health)
     log.info(
         "worker starting",
         extra={

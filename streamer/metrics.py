@@ -1,0 +1,126 @@
+"""Prometheus metrics and health endpoints of a worker: ``/metrics``, ``/healthz``, ``/readyz``.
+
+Liveness follows progress: a batch in flight for longer than the stall limit (stuck in retries
+against a dependency, or hung) makes ``/healthz`` fail, so the orchestrator restarts the pod
+and the uncommitted batch is redelivered elsewhere. ``/readyz`` passes once the models are
+loaded and the agents run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+__all__ = ["Health", "Metrics", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.stage_seconds = Histogram(
+            "streamer_stage_seconds", "time per pipeline stage and batch", ["stage"], registry=r
+        )
+        self.batch_size = Histogram(
+            "streamer_batch_size", "messages per batch", ["agent"], registry=r,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+        )  # fmt: skip
+        self.items = Counter("streamer_items", "items by outcome", ["outcome"], registry=r)
+        self.dead_letters = Counter(
+            "streamer_dead_letters", "dead letters by stage", ["stage"], registry=r
+        )
+        self.lag = Gauge(
+            "streamer_consumer_lag", "messages behind the end", ["topic", "partition"], registry=r
+        )
+        self.serving = Gauge(
+            "streamer_serving_version", "1 for the version serving a topology",
+            ["topology", "version"], registry=r,
+        )  # fmt: skip
+        self.search_seconds = Histogram(
+            "streamer_search_batch_seconds", "time to answer a batch of requests", registry=r
+        )
+        self.last_commit = Gauge(
+            "streamer_last_progress_timestamp", "when a batch was last acknowledged", registry=r
+        )
+
+    def batch(self, agent: str, size: int, counts: Mapping[str, int]) -> None:
+        self.batch_size.labels(agent).observe(size)
+        for outcome, value in counts.items():
+            if value:
+                self.items.labels(outcome).inc(value)
+
+    def stages(self, timings: Mapping[str, float]) -> None:
+        for stage, seconds in timings.items():
+            self.stage_seconds.labels(stage).observe(seconds)
+
+
+class Health:
+    def __init__(self, *, stall_s: float) -> None:
+        self.stall_s = stall_s
+        self.ready = False
+        self._busy_since: float | None = None
+        self._lock = threading.Lock()
+
+    def started(self) -> None:
+        with self._lock:
+            self._busy_since = time.monotonic()
+
+    def finished(self) -> None:
+        with self._lock:
+            self._busy_since = None
+
+    def live(self) -> tuple[bool, str]:
+        with self._lock:
+            busy = self._busy_since
+        if busy is not None and time.monotonic() - busy > self.stall_s:
+            return False, f"a batch has been in flight for over {self.stall_s:.0f}s"
+        return True, "ok"
+
+
+def serve(port: int, metrics: Metrics, health: Health) -> ThreadingHTTPServer | None:
+    """Serve the endpoints on ``port`` in a daemon thread (None if the port is taken)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                self._reply(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif self.path == "/healthz":
+                ok, why = health.live()
+                self._reply(200 if ok else 503, why.encode())
+            elif self.path == "/readyz":
+                self._reply(200 if health.ready else 503, b"ready" if health.ready else b"starting")
+            else:
+                self._reply(404, b"not found")
+
+        def _reply(self, status: int, body: bytes, kind: str = "text/plain") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    try:
+        server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    except OSError as exc:
+        log.warning("metrics endpoint not started on port %d: %s", port, exc)
+        return None
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    log.info("metrics and health endpoints up", extra={"port": port})
+    return server
