@@ -9,7 +9,9 @@ import pytest
 
 from streamer.messages import UploadMessage
 from streamer.producer import publish
+from streamer.stack.processes import free_port
 from tests.integration.conftest import Scenario, wait_for
+from tests.unit.test_metrics import get
 
 pytestmark = pytest.mark.integration
 
@@ -18,8 +20,13 @@ M = 400
 
 def test_three_workers_one_stopped_one_started(scenario: Scenario) -> None:
     small = {"STREAMER_BATCH_MAX_BATCH_SIZE": "4", "STREAMER_BATCH_MAX_WAIT_MS": "5"}
+    port = free_port()
     workers = {
-        name: scenario.start_worker(STREAMER_WORKER_NAME=name, **small)
+        name: scenario.start_worker(
+            STREAMER_WORKER_NAME=name,
+            STREAMER_METRICS_PORT=str(port if name == "w1" else 0),
+            **small,
+        )
         for name in ("w1", "w2", "w3")
     }
     uploads = [UploadMessage(id=f"doc-{i}", text=f"shared work item {i}") for i in range(M)]
@@ -40,3 +47,12 @@ def test_three_workers_one_stopped_one_started(scenario: Scenario) -> None:
     assert sum(1 for name in ("w1", "w3") if upserted.get(name, 0) > 0) >= 1, upserted
     for name in ("w1", "w3", "w4"):
         assert workers[name].poll() is None, scenario.worker_logs()
+
+    # the first worker's endpoints: ready, alive, and counting what it did
+    assert get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+    assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+    status, body = get(f"http://127.0.0.1:{port}/metrics")
+    assert status == 200
+    if upserted.get("w1", 0):
+        assert 'streamer_items_total{outcome="upserted"}' in body
+    assert 'streamer_serving_version{topology="text",version="minilm-l6@1"} 1.0' in body
