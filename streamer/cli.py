@@ -208,6 +208,22 @@ def demo(as_json: bool, keep_up: bool) -> None:
 
 
 @cli.group()
+def topics() -> None:
+    """The contract's topics."""
+
+
+@topics.command("create")
+def topics_create() -> None:
+    """Create the missing topics with STREAMER_KAFKA_PARTITIONS partitions (idempotent)."""
+    from streamer.topics import ensure_topics, topic_names
+
+    kafka = _settings().kafka
+    created = asyncio.run(ensure_topics(kafka))
+    for name in topic_names(kafka):
+        click.echo(f"{name}: {'created' if name in created else 'exists'}")
+
+
+@cli.group()
 def dlq() -> None:
     """Inspect and replay dead letters."""
 
