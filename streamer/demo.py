@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from streamer.samples import TEXT_PAIRS, transformed_copy, write_photos
 from streamer.settings import Settings, load_settings, namespaced, settings_env
 from streamer.stack.embedded import down as stack_down
 from streamer.stack.embedded import up as stack_up
+from streamer.stack.processes import terminate
 from streamer.stats import Stats
 from streamer.store import VectorStore
 from streamer.topics import ensure_topics
@@ -86,16 +86,6 @@ def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-
-
-def _stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def run_demo(settings: Settings, *, keep_up: bool = False, quiet: bool = False) -> dict[str, Any]:
@@ -159,7 +149,7 @@ def run_demo(settings: Settings, *, keep_up: bool = False, quiet: bool = False) 
         return summary
     finally:
         if worker is not None:
-            _stop_worker(worker)
+            terminate(worker)
         store.close()
         if started_stack and not keep_up:
             stack_down(settings)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from streamer.messages import SearchResult
 from streamer.settings import Settings, load_settings, namespaced, settings_env
 from streamer.stack.embedded import down as stack_down
 from streamer.stack.embedded import up as stack_up
+from streamer.stack.processes import terminate
 from streamer.store import VectorRow, VectorStore
 from streamer.topics import ensure_topics
 from topologies import TEXT
@@ -185,12 +185,8 @@ def run_search_bench(
         calls = int(client.hget(f"{settings.redis.key_prefix}:stats", "search_calls") or 0)
         served = int(client.hget(f"{settings.redis.key_prefix}:stats", "search_requests") or 0)
     finally:
-        if worker is not None and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+        if worker is not None:
+            terminate(worker)
         for name in store.collections(settings.milvus.collection_prefix):
             store.drop(name)
         store.close()

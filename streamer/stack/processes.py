@@ -23,6 +23,7 @@ __all__ = [
     "port_open",
     "spawn",
     "stop",
+    "terminate",
     "wait_until",
 ]
 
@@ -147,3 +148,17 @@ def stop(process: ManagedProcess, *, grace_s: float = 10.0) -> None:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def terminate(proc: subprocess.Popen[bytes], *, grace_s: float = 20.0) -> None:
+    """SIGTERM a child started in its own session, SIGKILL it after ``grace_s``; reap it."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

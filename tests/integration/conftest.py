@@ -22,6 +22,7 @@ import redis
 from streamer.errors import TransientError
 from streamer.settings import Settings, load_settings, namespaced, settings_env
 from streamer.stack.embedded import down, up
+from streamer.stack.processes import terminate
 from streamer.stats import Stats
 from streamer.store import VectorStore
 from streamer.topics import ensure_topics
@@ -109,13 +110,7 @@ class Scenario:
 
     def close(self) -> None:
         for proc in self.workers:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            terminate(proc)
         for name in self.store.collections(self.settings.milvus.collection_prefix):
             self.store.drop(name)
         for key in self.redis.scan_iter(match=f"{self.settings.redis.key_prefix}:*"):
