@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -23,6 +24,9 @@ __all__ = ["Fetcher", "FileFetcher", "path_to_uri"]
 def path_to_uri(path: Path) -> str:
     """The ``file://`` URI of a local path (absolute, symlinks kept as given)."""
     return path.absolute().as_uri()
+
+
+RACY_S = 2.0
 
 
 class FileFetcher:
@@ -53,6 +57,24 @@ class FileFetcher:
             raise FetchError(f"{raw_path!r} is outside the media roots ({roots})")
         return real
 
+    def validator(self, uri: str) -> str | None:
+        """A cheap token that changes when the file does (size, mtime in ns, inode), read
+        without opening it; None if the file cannot be checked (the fetch will say why).
+
+        A file modified in the last ``RACY_S`` seconds gets none: file-system timestamps are
+        coarser than nanoseconds, so a rewrite within the same tick could keep the token (git's
+        "racy" files). Such files are read and hashed every time until they settle.
+        """
+        try:
+            info = os.stat(self.resolve(uri), follow_symlinks=False)
+        except (OSError, FetchError):
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if time.time_ns() - info.st_mtime_ns < RACY_S * 1e9:
+            return None
+        return f"file:{info.st_size}:{info.st_mtime_ns}:{info.st_ino}"
+
     def fetch(self, uri: str) -> bytes:
         path = self.resolve(uri)
         try:
@@ -81,6 +103,13 @@ class Fetcher:
         self.file = file
         self.http = http
         self.s3 = s3
+
+    def validator(self, uri: str) -> str | None:
+        """A token that changes whenever the content at ``uri`` does, when one is cheap to
+        get without reading the content (local files); else None."""
+        if urlsplit(uri).scheme.lower() == "file":
+            return self.file.validator(uri)
+        return None
 
     def fetch(self, uri: str) -> bytes:
         scheme = urlsplit(uri).scheme.lower()

@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from operators.device import autocast, resolve_precision
 from operators.normalize import l2_normalize
 
 __all__ = ["TransformersTextEmbedder", "mean_pool"]
@@ -33,9 +34,12 @@ class TransformersTextEmbedder:
         device: str = "cpu",
         max_length: int = 256,
         pooling: Literal["mean", "cls"] = "mean",
+        precision: str = "auto",
     ) -> None:
+        """``precision`` ``auto``: bf16/fp16 autocast on a GPU, fp32 on a CPU."""
         self.pooling = pooling
         self.device = torch.device(device)
+        self.precision = resolve_precision(precision, device)
         self.max_length = max_length
         hf_logging.disable_progress_bar()
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
@@ -54,8 +58,9 @@ class TransformersTextEmbedder:
             truncation=True,
             max_length=self.max_length,
             return_tensors="pt",
-        ).to(self.device)
-        hidden = self.model(**encoded).last_hidden_state
+        ).to(self.device, non_blocking=True)
+        with autocast(self.device, self.precision):
+            hidden = self.model(**encoded).last_hidden_state.float()
         if self.pooling == "cls":
             pooled = hidden[:, 0]
         else:

@@ -10,8 +10,10 @@ of leaving a process that looks alive and commits nothing.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,14 @@ from mode import CrashingSupervisor
 
 from streamer.connections import faust_credentials
 from streamer.errors import TransientError
-from streamer.ingest import IngestPipeline, Record, attempts_header, retry_transient
+from streamer.inflight import InFlightWindow
+from streamer.ingest import (
+    IngestPipeline,
+    IngestReport,
+    Record,
+    attempts_header,
+    retry_transient,
+)
 from streamer.messages import DeadLetter
 from streamer.metrics import Health, Metrics
 from streamer.query_agent import QueryAgent
@@ -33,13 +42,16 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 
-def batch_window(topologies: Sequence[Topology], settings: Settings) -> tuple[int, float]:
-    """The stream's take size and wait: room for the largest topology batch, the shortest wait."""
+def batch_window(
+    topologies: Sequence[Topology], settings: Settings, model_batch: Callable[[Topology], int]
+) -> tuple[int, float]:
+    """The stream's take size and wait: room for the largest batch a topology's model takes
+    (declared or calibrated), and the shortest wait."""
     policies = [
         t.batch.overridden(settings.batching.max_batch_size, settings.batching.max_wait_ms)
         for t in topologies
     ]
-    size = max(p.max_batch_size for p in policies)
+    size = max([p.max_batch_size for p in policies] + [model_batch(t) for t in topologies])
     wait_s = min(p.max_wait_ms for p in policies) / 1000
     return size, max(wait_s, 0.001)
 
@@ -80,7 +92,9 @@ def create_app(
     )
     uploads = app.topic(kafka.uploads_topic, partitions=kafka.partitions)
     deadletters = app.topic(kafka.deadletter_topic, partitions=kafka.partitions)
-    take_size, take_wait_s = batch_window(topologies, settings)
+    take_size, take_wait_s = batch_window(
+        topologies, settings, pipeline.chunk_size if pipeline is not None else lambda t: 1
+    )
     max_pause_s = settings.runtime.sink_retry_max_s
 
     async def publish_dead_letter(letter: DeadLetter) -> None:
@@ -97,7 +111,15 @@ def create_app(
     health = health or Health(stall_s=settings.runtime.stall_s)
     if pipeline is not None:
         _ingest_agent(
-            app, uploads, pipeline, publish_dead_letter, take_size, take_wait_s, metrics, health
+            app,
+            uploads,
+            pipeline,
+            publish_dead_letter,
+            take_size,
+            take_wait_s,
+            settings.batching.max_in_flight,
+            metrics,
+            health,
         )
     if searcher is not None:
         app.add_dependency(QueryAgent(settings, searcher, metrics=metrics, loop=app.loop))
@@ -136,32 +158,22 @@ def _ingest_agent(
     publish_dead_letter: Callable[[DeadLetter], Awaitable[None]],
     take_size: int,
     take_wait_s: float,
+    max_in_flight: int,
     metrics: Metrics,
     health: Health,
 ) -> None:
     @app.agent(uploads, name="ingest", supervisor_strategy=CrashingSupervisor)
     async def ingest(stream: faust.StreamT) -> None:
-        # noack_take is on faust's Stream, not on the StreamT protocol the decorator declares.
-        batches = stream.noack_take(take_size, within=take_wait_s)  # type: ignore[attr-defined]
-        async for events in batches:
-            health.started()
-            records = [
-                Record(
-                    value=e.value,
-                    key=e.key,
-                    topic=e.message.topic,
-                    partition=e.message.partition,
-                    offset=e.message.offset,
-                    attempts=attempts_header(e.message.headers),
-                )
-                for e in events
-            ]
-            report = await pipeline.process(records)
+        window: InFlightWindow[IngestReport] = InFlightWindow(max_in_flight)
+
+        async def finish(
+            events: Sequence[Any], records: Sequence[Record], token: int, report: IngestReport
+        ) -> None:
             for letter in report.dead_letters:
                 await publish_dead_letter(letter)
             for event in events:
                 await stream.ack(event)
-            health.finished()
+            health.finished(token)
             metrics.last_commit.set_to_current_time()
             metrics.batch("ingest", len(records), report.counts())
             metrics.stages(report.timings)
@@ -173,8 +185,61 @@ def _ingest_agent(
                     metrics.lag.labels(topic, str(partition)).set(max(0, highwater - offset - 1))
             log.info(
                 "batch done",
-                extra={"counts": report.counts(), "offsets": _offsets(records)},
+                extra={
+                    "counts": report.counts(),
+                    "offsets": _offsets(records),
+                    "seconds": {k: round(v, 4) for k, v in report.timings.items()},
+                },
             )
+
+        # noack_take is on faust's Stream, not on the StreamT protocol the decorator declares.
+        batches = stream.noack_take(take_size, within=take_wait_s)  # type: ignore[attr-defined]
+        async for events in _until_failed(batches, window.failed):
+            records = [
+                Record(
+                    value=e.value,
+                    key=e.key,
+                    topic=e.message.topic,
+                    partition=e.message.partition,
+                    offset=e.message.offset,
+                    attempts=attempts_header(e.message.headers),
+                )
+                for e in events
+            ]
+            token = health.started()
+            await window.submit(
+                _keys(records),
+                functools.partial(pipeline.process, records),
+                functools.partial(finish, events, records, token),
+            )
+        window.raise_if_failed()
+
+
+async def _until_failed(
+    batches: AsyncIterator[list[Any]], failed: asyncio.Event
+) -> AsyncIterator[list[Any]]:
+    """The batches of the stream, until ``failed`` is set (then the caller raises)."""
+    iterator = batches.__aiter__()
+    stop = asyncio.ensure_future(failed.wait())
+    try:
+        while True:
+            following = asyncio.ensure_future(iterator.__anext__())
+            await asyncio.wait({following, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                following.cancel()
+                return
+            try:
+                batch = following.result()
+            except StopAsyncIteration:
+                return
+            yield batch
+    finally:
+        stop.cancel()
+
+
+def _keys(records: Sequence[Record]) -> set[str]:
+    """The Kafka keys (asset ids) of a batch: batches sharing one are ordered."""
+    return {r.key.decode("utf-8", "replace") for r in records if r.key is not None}
 
 
 def _last_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -375,9 +376,50 @@ def rollout_retire(topology: str, version: str) -> None:
     _echo_state(_rollouts().retire(topology, version))
 
 
-@cli.group()
-def bench() -> None:
-    """Benchmarks that print figures (``--json`` for machines)."""
+@cli.group(invoke_without_command=True)
+@click.option("--images", default=320, show_default=True, type=click.IntRange(8))
+@click.option("--texts", default=3000, show_default=True, type=click.IntRange(64))
+@click.option("--naive-images", default=40, show_default=True, type=click.IntRange(4))
+@click.option("--naive-texts", default=300, show_default=True, type=click.IntRange(16))
+@click.option("--redelivery-rounds", default=5, show_default=True, type=click.IntRange(1))
+@click.option("--memory-items", default=20_000, show_default=True, type=click.IntRange(100))
+@click.option(
+    "--chart",
+    default="streamer-bench.png",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the PNG chart.",
+)
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
+@click.pass_context
+def bench(
+    ctx: click.Context,
+    images: int,
+    texts: int,
+    naive_images: int,
+    naive_texts: int,
+    redelivery_rounds: int,
+    memory_items: int,
+    chart: Path,
+    as_json: bool,
+) -> None:
+    """Ingest throughput: model-only ceiling, end to end, naive baseline, re-delivery and
+    memory, in one run (``streamer bench search`` for the query service)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from streamer.bench.ingest import BenchSizes, run_ingest_bench
+
+    sizes = BenchSizes(
+        images=images,
+        texts=texts,
+        naive_images=naive_images,
+        naive_texts=naive_texts,
+        redelivery_rounds=redelivery_rounds,
+        memory_items=memory_items,
+    )
+    figures = run_ingest_bench(_settings(), sizes, chart=chart, quiet=as_json)
+    if as_json:
+        click.echo(json.dumps(figures))
 
 
 @bench.command("search")

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-__all__ = ["DedupeCache", "content_hash", "row_digest"]
+__all__ = ["DedupeCache", "content_hash", "row_digest", "source_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,16 @@ def row_digest(content: str, uri: str, metadata: Mapping[str, Any]) -> str:
     return hashlib.sha256(f"{content}\0{uri}\0{canonical}".encode()).hexdigest()
 
 
+def source_digest(validator: str, uri: str, metadata: Mapping[str, Any]) -> str:
+    """What a stored row was made from, as far as the source's validator tells (no read)."""
+    return row_digest(f"validator:{validator}", uri, metadata)
+
+
 class DedupeCache:
-    """Per collection, two Redis hashes: asset id -> row digest (is the stored row current?)
-    and content hash -> an asset id holding that content (can its vector be reused?).
-    Failures degrade to misses."""
+    """Per collection, three Redis hashes: asset id -> row digest (is the stored row current?),
+    content hash -> an asset id holding that content (can its vector be reused?), and asset
+    id -> source digest (is the source unchanged since the row was stored, so it need not even
+    be read?). Failures degrade to misses."""
 
     def __init__(self, client: redis.Redis, *, prefix: str) -> None:
         self.client = client
@@ -41,6 +47,16 @@ class DedupeCache:
 
     def _key(self, collection: str) -> str:
         return f"{self.prefix}:seen:{collection}"
+
+    def _source_key(self, collection: str) -> str:
+        return f"{self.prefix}:source:{collection}"
+
+    def sources(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
+        """The source digest recorded for each known asset id."""
+        return self._hmget(self._source_key(collection), ids)
+
+    def remember_sources(self, collection: str, digests: Mapping[str, str]) -> None:
+        self._hset(self._source_key(collection), digests)
 
     def _content_key(self, collection: str) -> str:
         return f"{self.prefix}:content:{collection}"
@@ -84,5 +100,6 @@ class DedupeCache:
             return
         try:
             self.client.hdel(self._key(collection), *ids)
+            self.client.hdel(self._source_key(collection), *ids)
         except redis.RedisError as exc:
             log.warning("dedupe cache delete skipped: %s", exc)

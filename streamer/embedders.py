@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
 from operators.decode import ImageDecoder, TextDecoder
 from operators.device import resolve_device
@@ -24,7 +25,10 @@ __all__ = ["Embedder", "EmbedderPool", "ImageEmbedder", "TextEmbedder", "load_em
 
 class Embedder(Protocol):
     topology: Topology
+    version: str
     dim: int
+    device: str
+    precision: str
 
     @property
     def calls(self) -> int:
@@ -35,10 +39,19 @@ class Embedder(Protocol):
 
     def embed(self, prepared: Sequence[Any]) -> npt.NDArray[np.float32]: ...
 
+    def sample_inputs(self, n: int) -> list[Any]:
+        """``n`` prepared inputs shaped like real ones, for calibrating batch sizes."""
+        ...
+
 
 class ImageEmbedder:
     def __init__(
-        self, topology: Topology, fetch: FetchSettings, device: str, version: str | None = None
+        self,
+        topology: Topology,
+        fetch: FetchSettings,
+        device: str,
+        version: str | None = None,
+        precision: str = "auto",
     ) -> None:
         from operators.image_embed import TimmImageEmbedder, load_timm_model
 
@@ -47,7 +60,8 @@ class ImageEmbedder:
         assert isinstance(spec, TimmModelSpec)
         self.topology = topology
         model = load_timm_model(spec.arch, spec.weights_path(), by_order=spec.map_keys_by_order)
-        self.model = TimmImageEmbedder(model, layer=spec.layer, device=device)
+        self.model = TimmImageEmbedder(model, layer=spec.layer, device=device, precision=precision)
+        self.device, self.precision = device, str(self.model.precision)
         self.decoder = ImageDecoder(
             max_pixels=fetch.max_image_pixels, min_side=self.model.resize_side
         )
@@ -60,13 +74,25 @@ class ImageEmbedder:
     def prepare(self, data: bytes) -> Any:
         return self.model.preprocess(self.decoder.decode(data))
 
+    def sample_inputs(self, n: int) -> list[Any]:
+        side = self.model.resize_side
+        rng = np.random.default_rng(0)
+        pixels = rng.integers(0, 256, size=(side, side * 3 // 2, 3), dtype=np.uint8)
+        tensor = self.model.preprocess(Image.fromarray(pixels))
+        return [tensor.clone() for _ in range(n)]
+
     def embed(self, prepared: Sequence[Any]) -> npt.NDArray[np.float32]:
         return _checked(self.topology, self.model.embed(prepared), len(prepared), self.dim)
 
 
 class TextEmbedder:
     def __init__(
-        self, topology: Topology, fetch: FetchSettings, device: str, version: str | None = None
+        self,
+        topology: Topology,
+        fetch: FetchSettings,
+        device: str,
+        version: str | None = None,
+        precision: str = "auto",
     ) -> None:
         from operators.text_embed import TransformersTextEmbedder
 
@@ -75,8 +101,13 @@ class TextEmbedder:
         assert isinstance(spec, TextModelSpec)
         self.topology = topology
         self.model = TransformersTextEmbedder(
-            spec.model_path(), device=device, max_length=spec.max_length, pooling=spec.pooling
+            spec.model_path(),
+            device=device,
+            max_length=spec.max_length,
+            pooling=spec.pooling,
+            precision=precision,
         )
+        self.device, self.precision = device, str(self.model.precision)
         self.decoder = TextDecoder(max_bytes=fetch.max_text_bytes)
         self.dim = self.model.dim
 
@@ -86,6 +117,12 @@ class TextEmbedder:
 
     def prepare(self, data: bytes) -> Any:
         return self.decoder.decode(data)
+
+    def sample_inputs(self, n: int) -> list[Any]:
+        from streamer.samples import TEXT_PAIRS
+
+        sentences = [text for pair in TEXT_PAIRS for text in pair]
+        return [sentences[i % len(sentences)] for i in range(n)]
 
     def embed(self, prepared: Sequence[Any]) -> npt.NDArray[np.float32]:
         return _checked(self.topology, self.model.embed(prepared), len(prepared), self.dim)
@@ -104,33 +141,52 @@ def _checked(
 
 
 def load_embedder(
-    topology: Topology, fetch: FetchSettings, device: str = "auto", version: str | None = None
+    topology: Topology,
+    fetch: FetchSettings,
+    device: str = "auto",
+    version: str | None = None,
+    precision: str = "auto",
 ) -> Embedder:
     """Load one model version of the topology (default: its own) on ``device``."""
     chosen = resolve_device(topology.device if device == "auto" else device)
     if topology.media_type == "image":
-        return ImageEmbedder(topology, fetch, chosen, version)
-    return TextEmbedder(topology, fetch, chosen, version)
+        return ImageEmbedder(topology, fetch, chosen, version, precision)
+    return TextEmbedder(topology, fetch, chosen, version, precision)
 
 
 class EmbedderPool:
     """The models of one process, one per (topology, version), loaded on first use.
 
     Workers follow rollouts without a restart: a candidate version's model is loaded the first
-    time a batch is written to it. ``get`` may load a model: call it off the event loop.
+    time a batch is written to it. ``get`` may load a model (and, with a ``tuner``, measure its
+    best batch size): call it off the event loop.
     """
 
-    def __init__(self, loader: Callable[[Topology, str], Embedder]) -> None:
+    def __init__(
+        self,
+        loader: Callable[[Topology, str], Embedder],
+        tuner: Callable[[Embedder], int | None] | None = None,
+    ) -> None:
         self._loader = loader
+        self._tuner = tuner
         self._models: dict[tuple[str, str], Embedder] = {}
+        self._batch_sizes: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
     def get(self, topology: Topology, version: str | None = None) -> Embedder:
         key = (topology.name, version or topology.model_version)
         with self._lock:
             if key not in self._models:
-                self._models[key] = self._loader(topology, key[1])
+                embedder = self._loader(topology, key[1])
+                if self._tuner is not None and (size := self._tuner(embedder)) is not None:
+                    self._batch_sizes[key] = size
+                self._models[key] = embedder
             return self._models[key]
+
+    def batch_size(self, topology: Topology, version: str | None = None) -> int | None:
+        """The calibrated batch size of a loaded model, if it was calibrated."""
+        with self._lock:
+            return self._batch_sizes.get((topology.name, version or topology.model_version))
 
     def loaded(self) -> dict[tuple[str, str], Embedder]:
         with self._lock:
@@ -141,5 +197,9 @@ class EmbedderPool:
         return sum(e.calls for e in self.loaded().values())
 
     @classmethod
-    def from_settings(cls, fetch: FetchSettings, device: str) -> EmbedderPool:
-        return cls(lambda topology, version: load_embedder(topology, fetch, device, version))
+    def from_settings(
+        cls, fetch: FetchSettings, device: str, precision: str = "auto"
+    ) -> EmbedderPool:
+        return cls(
+            lambda topology, version: load_embedder(topology, fetch, device, version, precision)
+        )

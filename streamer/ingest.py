@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from operators.fetch import Fetcher
-from streamer.dedupe import DedupeCache, content_hash, row_digest
+from streamer.dedupe import DedupeCache, content_hash, row_digest, source_digest
 from streamer.embedders import Embedder, EmbedderPool
 from streamer.errors import (
     DecodeError,
@@ -101,6 +101,15 @@ class _Item:
     digest: str = ""
     prepared: Any = None
     vector: Any = None
+    source: str = ""  # digest of the source's validator, uri and metadata (when it has one)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    version: str
+    embedder: Embedder
+    collection: str
+    cache_key: str
 
 
 async def retry_transient(
@@ -150,6 +159,11 @@ class IngestPipeline:
         self.prefix = collection_prefix
         self.max_retry_pause_s = max_retry_pause_s
         self.versions = versions or (lambda topology: [topology.model_version])
+
+    def chunk_size(self, topology: Topology, version: str | None = None) -> int:
+        """Items per model call: the calibrated size of the loaded model, else the policy's."""
+        calibrated = self.embedders.batch_size(topology, version)
+        return calibrated or self.policies.get(topology.name, topology.batch).max_batch_size
 
     def collection(self, topology: Topology, version: str | None = None) -> str:
         return topology.collection_name(version, prefix=self.prefix)
@@ -231,37 +245,40 @@ class IngestPipeline:
 
     async def _upsert(self, topology: Topology, items: list[_Item], report: IngestReport) -> None:
         loop = asyncio.get_running_loop()
+        versions = await self._io("versions", lambda: list(self.versions(topology)))
+        targets = [
+            await self._target(topology, version, serving=version == versions[0])
+            for version in versions
+        ]
         started = time.perf_counter()
+        # sources unchanged since their rows were stored, in every version: not even read
+        await loop.run_in_executor(self.decode_pool, self._source_digests, items)
+        unchanged = await self._io("source lookup", lambda: self._unchanged(targets, items))
+        report.skipped += len(unchanged) * len(targets)
         fetched = await asyncio.gather(
-            *(loop.run_in_executor(self.decode_pool, self._fetch, item) for item in items)
+            *(
+                loop.run_in_executor(self.decode_pool, self._fetch, item)
+                for item in items
+                if item.upload.id not in unchanged
+            )
         )
         live: list[_Item] = []
-        for item, error in zip(items, fetched, strict=True):
+        todo = [item for item in items if item.upload.id not in unchanged]
+        for item, error in zip(todo, fetched, strict=True):
             if error is None:
                 live.append(item)
             else:
                 report.dead_letters.append(self._dead(item.record, error))
         report.timed("fetch", started)
-        versions = await self._io("versions", lambda: list(self.versions(topology)))
-        serving = versions[0]
-        for version in versions:
+        for target in targets:
             copies = [dataclasses.replace(item) for item in live]
-            await self._write(topology, version, copies, report, serving=version == serving)
+            await self._write(topology, target, copies, report)
 
-    async def _write(
-        self,
-        topology: Topology,
-        version: str,
-        live: list[_Item],
-        report: IngestReport,
-        *,
-        serving: bool,
-    ) -> None:
-        """Everything after the fetch, for one model version's collection."""
+    async def _target(self, topology: Topology, version: str, *, serving: bool) -> _Target:
+        """The model and collection of one version (created, and aliased when it serves)."""
         loop = asyncio.get_running_loop()
-        embedder = await loop.run_in_executor(
-            self.model_pool, self.embedders.get, topology, version
-        )
+        # not on the model thread: it may be busy with another batch's chunks
+        embedder = await loop.run_in_executor(None, self.embedders.get, topology, version)
         collection = self.collection(topology, version)
         token = await self._io(
             "ensure collection",
@@ -272,7 +289,32 @@ class IngestPipeline:
                 model_version=version,
             ),
         )
-        cache_key = f"{collection}@{token}"
+        return _Target(version, embedder, collection, f"{collection}@{token}")
+
+    def _source_digests(self, items: Sequence[_Item]) -> None:
+        for item in items:
+            upload = item.upload
+            validator = self.fetcher.validator(upload.uri) if upload.uri else None
+            if validator is not None:
+                item.source = source_digest(validator, upload.uri or "", upload.metadata)
+
+    def _unchanged(self, targets: Sequence[_Target], items: Sequence[_Item]) -> set[str]:
+        """Ids whose source digest matches the one recorded with the stored row everywhere."""
+        candidates = {i.upload.id: i.source for i in items if i.source}
+        for target in targets:
+            if not candidates:
+                break
+            known = self.cache.sources(target.cache_key, list(candidates))
+            candidates = {k: v for k, v in candidates.items() if known.get(k) == v}
+        return set(candidates)
+
+    async def _write(
+        self, topology: Topology, target: _Target, live: list[_Item], report: IngestReport
+    ) -> None:
+        """Everything after the fetch, for one model version's collection."""
+        loop = asyncio.get_running_loop()
+        version, embedder = target.version, target.embedder
+        collection, cache_key = target.collection, target.cache_key
 
         started = time.perf_counter()
         current, reuse, fresh = await self._classify(collection, cache_key, live)
@@ -287,27 +329,28 @@ class IngestPipeline:
                 copies.append(item)
             else:
                 firsts[item.content_hash] = item
-        started = time.perf_counter()
-        prepared = await asyncio.gather(
-            *(
-                loop.run_in_executor(self.decode_pool, self._prepare, embedder, i)
-                for i in firsts.values()
-            )
-        )
-        to_embed: list[_Item] = []
+        # decode runs ahead in the pool while the model takes the chunks already decoded
+        decoding = [
+            loop.run_in_executor(self.decode_pool, self._prepare, embedder, item)
+            for item in firsts.values()
+        ]
+        pending = list(firsts.values())
+        size = self.chunk_size(topology, version)
         failures: dict[str, StageError] = {}
-        for item, error in zip(firsts.values(), prepared, strict=True):
-            if error is None:
-                to_embed.append(item)
-            else:
-                failures[item.content_hash] = error
-                report.dead_letters.append(self._dead(item.record, error))
-        report.timed("decode", started)
-
-        policy = self.policies.get(topology.name, topology.batch)
         embedded: list[_Item] = []
-        for start in range(0, len(to_embed), policy.max_batch_size):
-            chunk = to_embed[start : start + policy.max_batch_size]
+        for start in range(0, len(pending), size):
+            started = time.perf_counter()
+            errors = await asyncio.gather(*decoding[start : start + size])
+            report.timed("decode", started)
+            chunk: list[_Item] = []
+            for item, error in zip(pending[start : start + size], errors, strict=True):
+                if error is None:
+                    chunk.append(item)
+                else:
+                    failures[item.content_hash] = error
+                    report.dead_letters.append(self._dead(item.record, error))
+            if not chunk:
+                continue
             started = time.perf_counter()
             ok, failed = await loop.run_in_executor(self.model_pool, self._embed, embedder, chunk)
             report.timed("embed", started)
@@ -332,6 +375,9 @@ class IngestPipeline:
         report.timed("sink", started)
         report.upserted += len(stored)
         self.cache.put(cache_key, {i.upload.id: i.digest for i in [*current, *stored]})
+        self.cache.remember_sources(
+            cache_key, {i.upload.id: i.source for i in [*current, *stored] if i.source}
+        )
         self.cache.remember_content(cache_key, {i.content_hash: i.upload.id for i in stored})
 
     def _fetch(self, item: _Item) -> StageError | None:

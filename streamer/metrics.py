@@ -8,6 +8,7 @@ loaded and the agents run.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -69,24 +70,31 @@ class Metrics:
 
 
 class Health:
+    """Liveness from the batches in flight: the worker is stuck when one has been in flight for
+    longer than ``stall_s`` (several may be in flight at once; the oldest counts)."""
+
     def __init__(self, *, stall_s: float) -> None:
         self.stall_s = stall_s
         self.ready = False
-        self._busy_since: float | None = None
+        self._busy: dict[int, float] = {}
+        self._tokens = itertools.count()
         self._lock = threading.Lock()
 
-    def started(self) -> None:
+    def started(self) -> int:
+        """Mark a batch in flight; pass the returned token to :meth:`finished`."""
         with self._lock:
-            self._busy_since = time.monotonic()
+            token = next(self._tokens)
+            self._busy[token] = time.monotonic()
+            return token
 
-    def finished(self) -> None:
+    def finished(self, token: int) -> None:
         with self._lock:
-            self._busy_since = None
+            self._busy.pop(token, None)
 
     def live(self) -> tuple[bool, str]:
         with self._lock:
-            busy = self._busy_since
-        if busy is not None and time.monotonic() - busy > self.stall_s:
+            oldest = min(self._busy.values(), default=None)
+        if oldest is not None and time.monotonic() - oldest > self.stall_s:
             return False, f"a batch has been in flight for over {self.stall_s:.0f}s"
         return True, "ok"
 

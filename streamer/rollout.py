@@ -71,7 +71,7 @@ class Rollouts:
             self.client, self.store, prefix=settings.redis.key_prefix, collection_prefix=self.prefix
         )
         self.embedders = embedders or EmbedderPool.from_settings(
-            settings.fetch, settings.runtime.device
+            settings.fetch, settings.runtime.device, settings.runtime.precision
         )
 
     def close(self) -> None:

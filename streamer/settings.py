@@ -84,9 +84,47 @@ class BatchingSettings(_Concern):
     """Overrides of the batching policy declared by each topology (unset: the topology's own)."""
 
     env_prefix = "STREAMER_BATCH_"
-    max_batch_size: int | None = Field(None, ge=1)
+    max_batch_size: int | None = Field(
+        None, ge=1, description="pins the model batch size (no calibration)"
+    )
     max_wait_ms: int | None = Field(None, ge=0)
-    decode_workers: int = Field(max(1, min(8, os.cpu_count() or 1)), ge=1)
+    decode_workers: int = Field(
+        default_factory=lambda: _cores(), ge=1, description="fetch/decode threads (default: cores)"
+    )
+    calibrate: Literal["off", "cached", "always"] = Field(
+        "cached", description="measure the fastest model batch size per device (cached per machine)"
+    )
+    calibration_sizes: tuple[int, ...] = Field(
+        (1, 2, 4, 8, 16, 32, 64, 128, 256), description="candidate batch sizes, ascending"
+    )
+    calibration_cache: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "streamer" / "calibration.json"
+    )
+    max_in_flight: int = Field(
+        2, ge=1, le=16, description="micro-batches in the pipeline at once (decode overlaps model)"
+    )
+
+    @field_validator("calibration_sizes", mode="before")
+    @classmethod
+    def _split_sizes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(int(v) for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("calibration_sizes")
+    @classmethod
+    def _positive_sizes(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or min(value) < 1 or max(value) > 4096:
+            raise ValueError("batch sizes must be in 1..4096")
+        return tuple(sorted(set(value)))
+
+
+def _cores() -> int:
+    """CPU cores this process may use (a container's CPU set, not the host's count)."""
+    try:
+        return max(1, min(32, len(os.sched_getaffinity(0))))
+    except AttributeError:  # not on Linux
+        return max(1, min(32, os.cpu_count() or 1))
 
 
 class FetchSettings(_Concern):
@@ -142,7 +180,12 @@ class SearchSettings(_Concern):
 
 class RuntimeSettings(_Concern):
     env_prefix = "STREAMER_"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N"
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16/fp16 autocast on a GPU, fp32 on a CPU"
+    )
     torch_threads: int = Field(0, ge=0, description="0: torch's default")
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"

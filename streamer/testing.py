@@ -185,11 +185,18 @@ class InMemoryHashes:
 class FakeEmbedder:
     """Deterministic vectors from the content; ``bad`` content fails decode, ``boom`` the model."""
 
-    def __init__(self, topology: Topology, dim: int = 8) -> None:
+    device = "cpu"
+    precision = "fp32"
+
+    def __init__(self, topology: Topology, dim: int = 8, version: str | None = None) -> None:
         self.topology = topology
+        self.version = version or topology.model_version
         self.dim = dim
         self.calls = 0
         self.batches: list[int] = []
+
+    def sample_inputs(self, n: int) -> list[Any]:
+        return [f"sample {i}".encode() for i in range(n)]
 
     def prepare(self, data: bytes) -> Any:
         if data.startswith(b"bad"):
@@ -220,6 +227,6 @@ def fake_pool(defaults: Mapping[str, FakeEmbedder]) -> EmbedderPool:
     def load(topology: Topology, version: str) -> FakeEmbedder:
         if version == topology.model_version:
             return defaults[topology.name]
-        return FakeEmbedder(topology, dim=defaults[topology.name].dim + 2)
+        return FakeEmbedder(topology, dim=defaults[topology.name].dim + 2, version=version)
 
     return EmbedderPool(load)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -26,8 +27,8 @@ def topic_names(kafka: KafkaSettings) -> list[str]:
     ]
 
 
-async def ensure_topics(kafka: KafkaSettings) -> list[str]:
-    """Create missing topics; returns the names created."""
+async def ensure_topics(kafka: KafkaSettings, extra: Sequence[str] = ()) -> list[str]:
+    """Create missing topics (streamer's own and ``extra``); returns the names created."""
     admin = AIOKafkaAdminClient(**kafka_options(kafka), request_timeout_ms=10_000)
     try:
         await admin.start()
@@ -35,7 +36,7 @@ async def ensure_topics(kafka: KafkaSettings) -> list[str]:
         raise TransientError("kafka", f"cannot reach {kafka.bootstrap_servers}: {exc}") from exc
     try:
         existing = set(await admin.list_topics())
-        missing = [t for t in topic_names(kafka) if t not in existing]
+        missing = [t for t in [*topic_names(kafka), *extra] if t not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(

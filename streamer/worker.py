@@ -14,6 +14,7 @@ import faust
 import redis
 
 from streamer.app import AGENTS, create_app
+from streamer.calibration import CalibrationCache, calibrated_batch_size
 from streamer.connections import redis_client
 from streamer.dedupe import DedupeCache
 from streamer.embedders import Embedder, EmbedderPool, load_embedder
@@ -41,21 +42,38 @@ def load_embedders(settings: Settings, topologies: Sequence[Topology]) -> Embedd
     if settings.runtime.torch_threads:
         torch.set_num_threads(settings.runtime.torch_threads)
 
+    runtime, batching = settings.runtime, settings.batching
+
     def load(topology: Topology, version: str) -> Embedder:
         start = time.perf_counter()
-        embedder = load_embedder(topology, settings.fetch, settings.runtime.device, version)
+        embedder = load_embedder(
+            topology, settings.fetch, runtime.device, version, runtime.precision
+        )
         log.info(
             "model loaded",
             extra={
                 "topology": topology.name,
                 "model_version": version,
                 "dim": embedder.dim,
+                "device": embedder.device,
+                "precision": embedder.precision,
                 "seconds": round(time.perf_counter() - start, 2),
             },
         )
         return embedder
 
-    pool = EmbedderPool(load)
+    def tune(embedder: Embedder) -> int | None:
+        if batching.max_batch_size is not None:  # pinned by the operator
+            return None
+        calibration = calibrated_batch_size(
+            embedder,
+            mode=batching.calibrate,
+            candidates=batching.calibration_sizes,
+            cache=CalibrationCache(batching.calibration_cache),
+        )
+        return calibration.batch_size if calibration is not None else None
+
+    pool = EmbedderPool(load, tune)
     for topology in topologies:
         pool.get(topology)
     return pool

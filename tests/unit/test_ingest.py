@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 
 from operators.fetch import Fetcher, FileFetcher, path_to_uri
 from streamer.dedupe import DedupeCache
+from streamer.embedders import EmbedderPool
 from streamer.errors import SinkError
 from streamer.ingest import IngestPipeline, IngestReport, Record
 from streamer.stats import Stats
@@ -270,3 +273,62 @@ def test_during_a_rollout_rows_go_to_every_target_version(h: Harness) -> None:
     assert h.store.aliases["text"] == TEXT.collection_name()  # the alias stays on serving
     h.run({"id": "t", "op": "delete"})
     assert not shadow.rows and not h.rows()
+
+
+def _settled(path: Path, age_s: float = 60.0) -> None:
+    """Backdate a file, as a file uploaded a while ago would be."""
+    past = time.time() - age_s
+    os.utime(path, (past, past))
+
+
+def test_a_settled_unchanged_file_is_not_even_read_on_redelivery(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = h.image("a", b"img-a")
+    _settled(h.root / "a.jpg")
+    assert h.run(message).embedded == 1
+    reads: list[str] = []
+    original = h.pipeline.fetcher.fetch
+    monkeypatch.setattr(h.pipeline.fetcher, "fetch", lambda uri: reads.append(uri) or original(uri))
+    again = h.run(message)
+    assert (again.skipped, again.embedded, reads) == (1, 0, [])
+    # new metadata: read again, and the stored vector reused
+    changed = h.run({**message, "metadata": {"tenant": "b"}})
+    assert (changed.reused, changed.embedded, len(reads)) == (1, 0, 1)
+    # new content (another size and time): read and embedded again
+    (h.root / "a.jpg").write_bytes(b"img-a, edited")
+    _settled(h.root / "a.jpg", age_s=30)
+    edited = h.run({**message, "metadata": {"tenant": "b"}})
+    assert (edited.embedded, len(reads)) == (1, 2)
+
+
+def test_a_file_modified_just_now_is_always_read(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = h.image("a", b"img-a")  # written now: its timestamp may not tell a rewrite apart
+    h.run(message)
+    reads: list[str] = []
+    original = h.pipeline.fetcher.fetch
+    monkeypatch.setattr(h.pipeline.fetcher, "fetch", lambda uri: reads.append(uri) or original(uri))
+    assert h.run(message).skipped == 1
+    assert len(reads) == 1  # read and hashed: the content hash said it is current
+
+
+def test_redis_flushed_means_sources_are_read_again(h: Harness) -> None:
+    message = h.image("a", b"img-a")
+    _settled(h.root / "a.jpg")
+    h.run(message)
+    h.hashes.flushall()
+    report = h.run(message)
+    assert (report.skipped, report.embedded) == (1, 0)  # the vector store still knew
+
+
+def test_model_calls_follow_the_calibrated_batch_size(tmp_path: Path) -> None:
+    h = Harness(tmp_path, batch=8)
+    fake = h.embedders[TEXT.name]
+    tuned = EmbedderPool(lambda topology, version: h.embedders[topology.name], lambda e: 3)
+    h.pipeline.embedders = tuned
+    assert h.pipeline.chunk_size(TEXT) == 8  # not loaded yet: the declared size
+    h.run(*({"id": f"t{i}", "text": f"text {i}"} for i in range(7)))
+    assert fake.batches == [3, 3, 1]
+    assert h.pipeline.chunk_size(TEXT) == 3  # calibrated when loaded

@@ -33,11 +33,11 @@ def test_endpoints() -> None:
         assert 'streamer_stage_seconds_count{stage="embed"} 1.0' in body
         assert 'streamer_serving_version{topology="text",version="minilm-l6@1"} 1.0' in body
         assert get(f"{base}/healthz")[0] == 200
-        health.started()  # a batch that never finishes
+        token = health.started()  # a batch that never finishes
         time.sleep(0.3)
         status, body = get(f"{base}/healthz")
         assert status == 503 and "in flight" in body
-        health.finished()
+        health.finished(token)
         assert get(f"{base}/healthz")[0] == 200
         assert serve(port, metrics, health) is None  # the port is taken: a warning, no crash
     finally:
