@@ -1,0 +1,50 @@
+"""``streamer bench`` runs end to end on the real stack and reports every figure it promises.
+
+A small run: it checks the harness (phases, counters, JSON, chart), not the speed, which is
+measured by the benchmark itself, never asserted in tests.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streamer.settings import Settings, settings_env
+
+pytestmark = pytest.mark.integration
+
+KEYS = (
+    "image_e2e_ips", "image_model_ips", "image_naive_ips", "text_e2e_ips", "text_model_ips",
+    "text_naive_ips", "first_ingest_ips", "redelivery_ips", "peak_rss_mb", "rss_growth_pct",
+)  # fmt: skip
+
+
+def test_a_small_bench_reports_every_figure(stack: Settings, tmp_path: Path) -> None:
+    chart = tmp_path / "bench.png"
+    env = {
+        **settings_env(stack),
+        "STREAMER_BATCH_CALIBRATION_SIZES": "1,2",
+        "STREAMER_BATCH_CALIBRATION_CACHE": str(tmp_path / "calibration.json"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer", "bench", "--json", "--chart", str(chart),
+         "--images", "8", "--texts", "64", "--naive-images", "4", "--naive-texts", "16",
+         "--redelivery-rounds", "2", "--memory-items", "200"],
+        env={**os.environ, **env},
+        capture_output=True,
+        timeout=480,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    figures = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    for key in KEYS:
+        assert isinstance(figures[key], (int, float)), key
+    for key in KEYS[:8]:
+        assert figures[key] > 0, key
+    assert figures["redelivery_embedded"] == 0  # re-delivered items never reached a model
+    assert figures["dead_lettered"] == 0
+    assert figures["image_batch_size"] in (1, 2) and figures["text_batch_size"] in (1, 2)
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
