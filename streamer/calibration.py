@@ -18,6 +18,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,9 @@ class Calibration:
         return self.items_per_s[self.batch_size]
 
 
-def fingerprint(embedder: Embedder) -> str:
-    """What the measurement depends on: model version, hardware, precision, threads, torch."""
+def fingerprint(embedder: Embedder, streams: int = 1) -> str:
+    """What the measurement depends on: model version, hardware, precision, threads, streams,
+    torch."""
     import torch
 
     from operators.device import device_label
@@ -68,6 +70,7 @@ def fingerprint(embedder: Embedder) -> str:
             _cpu_model(),
             embedder.precision,
             f"threads={torch.get_num_threads()}",
+            f"streams={streams}",
             f"torch={torch.__version__}",
         ]
     )
@@ -93,6 +96,7 @@ def calibrate(
     *,
     min_time_s: float = 0.4,
     budget_s: float = 30.0,
+    streams: int = 1,
     clock: Callable[[], float] = time.perf_counter,
 ) -> Calibration:
     """Time ``embedder.embed`` at each candidate size (ascending) and pick the fastest.
@@ -118,8 +122,7 @@ def calibrate(
             embedder.embed(inputs)  # warm-up: allocator, kernels, caches
             calls, t0 = 0, clock()
             while True:
-                embedder.embed(inputs)
-                calls += 1
+                calls += _concurrently(embedder, inputs, streams)
                 elapsed = clock() - t0
                 if elapsed >= min_time_s and calls >= 2:
                     break
@@ -134,12 +137,23 @@ def calibrate(
         if slower >= 2 or clock() - started > budget_s:
             break
     return Calibration(
-        key=fingerprint(embedder),
+        key=fingerprint(embedder, streams),
         batch_size=pick_batch_size(speeds),
         items_per_s={k: round(v, 2) for k, v in speeds.items()},
         seconds=round(clock() - started, 2),
         measured_at=time.time(),
     )
+
+
+def _concurrently(embedder: Embedder, inputs: list[Any], streams: int) -> int:
+    """One call per stream, at once (as the worker's model threads run them); returns calls."""
+    if streams == 1:
+        embedder.embed(inputs)
+        return 1
+    with ThreadPoolExecutor(streams) as pool:
+        for future in [pool.submit(embedder.embed, inputs) for _ in range(streams)]:
+            future.result()
+    return streams
 
 
 def _out_of_memory(exc: Exception) -> bool:
@@ -201,15 +215,16 @@ def calibrated_batch_size(
     mode: str,
     candidates: Sequence[int],
     cache: CalibrationCache,
+    streams: int = 1,
 ) -> Calibration | None:
     """The calibration ``mode`` asks for: ``off`` (none), ``cached`` (measure only when the
     cache has no entry for this fingerprint), ``always`` (measure and update the cache)."""
     if mode == "off":
         return None
-    key = fingerprint(embedder)
+    key = fingerprint(embedder, streams)
     if mode == "cached" and (known := cache.get(key)) is not None:
         return known
-    result = calibrate(embedder, candidates)
+    result = calibrate(embedder, candidates, streams=streams)
     cache.put(result)
     log.info(
         "batch size calibrated",

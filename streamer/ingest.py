@@ -338,7 +338,8 @@ class IngestPipeline:
         size = self.chunk_size(topology, version)
         failures: dict[str, StageError] = {}
         embedded: list[_Item] = []
-        for start in range(0, len(pending), size):
+
+        async def embed_chunk(start: int) -> None:
             started = time.perf_counter()
             errors = await asyncio.gather(*decoding[start : start + size])
             report.timed("decode", started)
@@ -350,7 +351,7 @@ class IngestPipeline:
                     failures[item.content_hash] = error
                     report.dead_letters.append(self._dead(item.record, error))
             if not chunk:
-                continue
+                return
             started = time.perf_counter()
             ok, failed = await loop.run_in_executor(self.model_pool, self._embed, embedder, chunk)
             report.timed("embed", started)
@@ -358,6 +359,10 @@ class IngestPipeline:
             for item, error in failed:
                 failures[item.content_hash] = error
                 report.dead_letters.append(self._dead(item.record, error))
+
+        # each chunk goes to the model as soon as it is decoded; the model pool runs as many
+        # at once as the worker has model streams
+        await asyncio.gather(*(embed_chunk(start) for start in range(0, len(pending), size)))
         report.embedded += len(embedded)
         vectors = {i.content_hash: i.vector for i in embedded}
         for copy in copies:

@@ -28,6 +28,7 @@ __all__ = [
     "SearchSettings",
     "Settings",
     "StackSettings",
+    "available_cores",
     "load_settings",
     "namespaced",
     "settings_env",
@@ -89,7 +90,9 @@ class BatchingSettings(_Concern):
     )
     max_wait_ms: int | None = Field(None, ge=0)
     decode_workers: int = Field(
-        default_factory=lambda: _cores(), ge=1, description="fetch/decode threads (default: cores)"
+        default_factory=lambda: available_cores(),
+        ge=1,
+        description="fetch/decode threads (default: cores)",
     )
     calibrate: Literal["off", "cached", "always"] = Field(
         "cached", description="measure the fastest model batch size per device (cached per machine)"
@@ -119,7 +122,7 @@ class BatchingSettings(_Concern):
         return tuple(sorted(set(value)))
 
 
-def _cores() -> int:
+def available_cores() -> int:
     """CPU cores this process may use (a container's CPU set, not the host's count)."""
     try:
         return max(1, min(32, len(os.sched_getaffinity(0))))
@@ -186,7 +189,26 @@ class RuntimeSettings(_Concern):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16/fp16 autocast on a GPU, fp32 on a CPU"
     )
-    torch_threads: int = Field(0, ge=0, description="0: torch's default")
+    torch_threads: int = Field(0, ge=0, description="threads per model stream; 0: cores/streams")
+    model_streams: int = Field(
+        0, ge=0, le=64, description="model calls run at once; 0: 1 on a GPU, 2 on a multi-core CPU"
+    )
+
+    def streams_for(self, device: str) -> int:
+        """How many model calls a worker runs at once on ``device``.
+
+        On a CPU, two single-threaded streams keep both cores busy even while decode threads
+        take turns; one stream with two threads stalls at every barrier when a core is taken.
+        """
+        if self.model_streams:
+            return self.model_streams
+        return 1 if device.startswith("cuda") else min(2, available_cores())
+
+    def threads_per_stream(self, device: str) -> int:
+        if self.torch_threads:
+            return self.torch_threads
+        return max(1, available_cores() // self.streams_for(device))
+
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
     web_port: int = Field(6066, ge=0, le=65535)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -115,6 +116,8 @@ class VectorStore:
         self._client: MilvusClient | None = None
         self._described: dict[str, dict[str, str]] = {}
         self._unflushed: dict[str, int] = {}
+        # batches in flight may meet a new collection at once: one creates it, the rest wait
+        self._creating = threading.Lock()
 
     @property
     def client(self) -> MilvusClient:
@@ -158,6 +161,14 @@ class VectorStore:
         """
         if name in self._described:
             return self.incarnation(name)
+        with self._creating:
+            return self._ensure_collection(name, dim, alias=alias, model_version=model_version)
+
+    def _ensure_collection(
+        self, name: str, dim: int, *, alias: str | None, model_version: str
+    ) -> str:
+        if name in self._described:
+            return self.incarnation(name)
         client = self.client
         if not self._call("has_collection", lambda: client.has_collection(name)):
             schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -183,8 +194,13 @@ class VectorStore:
                     ),
                 )
             except SinkError:
-                # Another worker may have created it between the check and the create.
-                if not self._call("has_collection", lambda: client.has_collection(name)):
+                # Another worker may have created it between the check and the create (and
+                # milvus-lite may still be writing it): give it a moment to appear.
+                for _ in range(20):
+                    if self._call("has_collection", lambda: client.has_collection(name)):
+                        break
+                    time.sleep(0.1)
+                else:
                     raise
         self._call("load_collection", lambda: client.load_collection(name))
         if alias is not None and self.alias_target(alias) is None:

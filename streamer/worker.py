@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import faust
 import redis
 
+from operators.device import resolve_device
 from streamer.app import AGENTS, create_app
 from streamer.calibration import CalibrationCache, calibrated_batch_size
 from streamer.connections import redis_client
@@ -39,8 +40,9 @@ def load_embedders(settings: Settings, topologies: Sequence[Topology]) -> Embedd
     """A pool with every topology's declared model loaded now; rollout versions load later."""
     import torch
 
-    if settings.runtime.torch_threads:
-        torch.set_num_threads(settings.runtime.torch_threads)
+    torch.set_num_threads(
+        settings.runtime.threads_per_stream(resolve_device(settings.runtime.device))
+    )
 
     runtime, batching = settings.runtime, settings.batching
 
@@ -70,6 +72,7 @@ def load_embedders(settings: Settings, topologies: Sequence[Topology]) -> Embedd
             mode=batching.calibrate,
             candidates=batching.calibration_sizes,
             cache=CalibrationCache(batching.calibration_cache),
+            streams=runtime.streams_for(embedder.device),
         )
         return calibration.batch_size if calibration is not None else None
 
@@ -118,7 +121,9 @@ def build_pipeline(
         fetcher=fetcher_for(settings.fetch),
         stats=Stats(client, prefix=prefix, worker=worker_name(settings)),
         decode_pool=ThreadPoolExecutor(settings.batching.decode_workers, "decode"),
-        model_pool=ThreadPoolExecutor(1, "model"),
+        model_pool=ThreadPoolExecutor(
+            settings.runtime.streams_for(resolve_device(settings.runtime.device)), "model"
+        ),
         policies={
             t.name: t.batch.overridden(
                 settings.batching.max_batch_size, settings.batching.max_wait_ms

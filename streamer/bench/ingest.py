@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ from streamer.errors import StreamerError
 from streamer.fetching import fetcher_for
 from streamer.messages import UploadMessage
 from streamer.producer import publish
-from streamer.settings import Settings, load_settings, namespaced, settings_env
+from streamer.settings import Settings, available_cores, load_settings, namespaced, settings_env
 from streamer.stack.embedded import down as stack_down
 from streamer.stack.embedded import up as stack_up
 from streamer.stack.processes import terminate
@@ -110,18 +111,22 @@ class _RssSampler(threading.Thread):
 # phases
 
 
-def _model_ceiling(embedder: Embedder, inputs: Sequence[Any], size: int, seconds: float) -> float:
-    """Items/s of forward passes over prepared ``inputs`` in chunks of ``size``."""
+def _model_ceiling(
+    embedder: Embedder, inputs: Sequence[Any], size: int, seconds: float, streams: int
+) -> float:
+    """Items/s of forward passes over prepared ``inputs`` in chunks of ``size``, ``streams``
+    calls at once (as the worker runs them)."""
     embedder.embed(list(inputs[:size]))  # warm
+    chunks = [list(inputs[start : start + size]) for start in range(0, len(inputs), size)]
     done, started = 0, time.perf_counter()
-    while True:
-        for start in range(0, len(inputs), size):
-            chunk = list(inputs[start : start + size])
-            embedder.embed(chunk)
-            done += len(chunk)
-        elapsed = time.perf_counter() - started
-        if elapsed >= seconds:
-            return done / elapsed
+    with ThreadPoolExecutor(streams) as pool:
+        while True:
+            for _ in pool.map(embedder.embed, chunks):
+                pass
+            done += sum(len(c) for c in chunks)
+            elapsed = time.perf_counter() - started
+            if elapsed >= seconds:
+                return done / elapsed
 
 
 class _Counters:
@@ -238,6 +243,15 @@ def run_ingest_bench(
 
         # 1. calibration (measured now, on demand; the worker reads the cache)
         phase("loading models and calibrating batch sizes")
+        import torch
+
+        from operators.device import resolve_device
+
+        runtime = settings.runtime
+        streams = runtime.streams_for(resolve_device(runtime.device))
+        torch.set_num_threads(runtime.threads_per_stream(resolve_device(runtime.device)))
+        figures["model_streams"] = streams
+        figures["threads_per_stream"] = torch.get_num_threads()
         cache = CalibrationCache(settings.batching.calibration_cache)
         embedders: dict[str, Embedder] = {}
         calibrations: dict[str, Calibration] = {}
@@ -253,6 +267,7 @@ def run_ingest_bench(
                 mode="always",
                 candidates=settings.batching.calibration_sizes,
                 cache=cache,
+                streams=streams,
             )
             assert calibration is not None
             embedders[topology.name] = embedder
@@ -267,12 +282,15 @@ def run_ingest_bench(
         phase("model-only ceilings")
         prepared = [image.prepare(p.read_bytes()) for p in photos[:48]]
         figures["image_model_ips"] = _model_ceiling(
-            image, prepared, calibrations["image"].batch_size, sizes.model_seconds
+            image, prepared, calibrations["image"].batch_size, sizes.model_seconds, streams
         )
         texts = bench_texts(sizes.texts, seed=1)
         figures["text_model_ips"] = _model_ceiling(
-            text, texts[:1024], calibrations["text"].batch_size, sizes.model_seconds
+            text, texts[:1024], calibrations["text"].batch_size, sizes.model_seconds, streams
         )
+
+        # the naive runtime has one stream: give it every core
+        torch.set_num_threads(available_cores())
 
         # 3. naive baselines
         fetcher = fetcher_for(settings.fetch)

@@ -330,5 +330,5 @@ def test_model_calls_follow_the_calibrated_batch_size(tmp_path: Path) -> None:
     h.pipeline.embedders = tuned
     assert h.pipeline.chunk_size(TEXT) == 8  # not loaded yet: the declared size
     h.run(*({"id": f"t{i}", "text": f"text {i}"} for i in range(7)))
-    assert fake.batches == [3, 3, 1]
+    assert sorted(fake.batches) == [1, 3, 3]
     assert h.pipeline.chunk_size(TEXT) == 3  # calibrated when loaded
