@@ -29,6 +29,9 @@ CRASHING_WORKER = textwrap.dedent(
     from topologies import DEFAULT_TOPOLOGIES
 
     class Buggy:
+        def chunk_size(self, topology, version=None):
+            return 4
+
         async def process(self, records):
             raise RuntimeError("a bug in the pipeline")
 

@@ -16,10 +16,12 @@ def test_loading_calibrates_and_caches(tmp_path: Path) -> None:
         "STREAMER_BATCH_CALIBRATION_SIZES": "2,1",
         "STREAMER_BATCH_CALIBRATION_CACHE": str(cache_path),
     }
-    pool = load_embedders(load_settings(env, use_stack=False), [TEXT])
+    settings = load_settings(env, use_stack=False)
+    pool = load_embedders(settings, [TEXT])
     size = pool.batch_size(TEXT)
     assert size in (1, 2)
-    entry = CalibrationCache(cache_path).get(fingerprint(pool.get(TEXT)))
+    streams = settings.runtime.streams_for("cpu")
+    entry = CalibrationCache(cache_path).get(fingerprint(pool.get(TEXT), streams))
     assert entry is not None and entry.batch_size == size and set(entry.items_per_s) == {1, 2}
 
 
