@@ -36,8 +36,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: a candidate this much slower than the best, twice in a row, ends the search
+#: a candidate this much slower than the best, three times in a row, ends the search (one or
+#: two slow sizes are often noise on a shared machine)
 _PAST_PEAK = 0.9
+_SLOWER_TO_STOP = 3
 #: sizes within this fraction of the best count as equally fast; the smallest wins
 _TOLERANCE = 0.05
 
@@ -103,7 +105,7 @@ def calibrate(
 
     The model is warmed up first; each size gets one more warm-up call (new shapes), then
     repeated calls for at least ``min_time_s``. The
-    search stops after two sizes in a row clearly slower than the best, at ``budget_s``, or
+    search stops after three sizes in a row clearly slower than the best, at ``budget_s``, or
     when the device runs out of memory.
     """
     sizes = sorted(set(candidates))
@@ -134,7 +136,7 @@ def calibrate(
         speeds[size] = size * calls / max(elapsed, 1e-9)
         best = max(speeds.values())
         slower = slower + 1 if speeds[size] < best * _PAST_PEAK else 0
-        if slower >= 2 or clock() - started > budget_s:
+        if slower >= _SLOWER_TO_STOP or clock() - started > budget_s:
             break
     return Calibration(
         key=fingerprint(embedder, streams),

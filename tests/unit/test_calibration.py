@@ -42,18 +42,18 @@ class TimedModel(FakeEmbedder):
 
 def test_batching_model_picks_the_size_where_the_overhead_is_amortised() -> None:
     model = TimedModel(overhead=0.05, per_item=0.001, knee=64)
-    result = calibrate(model, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], clock=model.clock)
-    # 64: 64/(0.05+0.064)=561/s; 128 and 256 are slower past the knee; 32: 390/s
+    result = calibrate(model, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], clock=model.clock)
+    # 64: 64/(0.05+0.064)=561/s; 128, 256 and 512 are slower past the knee; 32: 390/s
     assert result.batch_size == 64
     assert result.items_per_s[64] > result.items_per_s[32] > result.items_per_s[1]
-    assert 512 not in result.items_per_s  # stopped after two sizes clearly slower
+    assert 1024 not in result.items_per_s  # stopped after three sizes clearly slower
 
 
 def test_a_model_that_batching_does_not_help_gets_the_smallest_size() -> None:
     model = TimedModel(overhead=0.0, per_item=0.04, knee=1)  # batching only costs
     result = calibrate(model, [1, 2, 4, 8, 16, 32], clock=model.clock)
     assert result.batch_size == 1
-    assert max(model.sizes) <= 4  # the search ended early
+    assert max(model.sizes) <= 8  # the search ended early
 
 
 def test_equal_speeds_prefer_the_smaller_batch() -> None:
