@@ -30,6 +30,7 @@ __all__ = [
     "CalibrationCache",
     "calibrate",
     "calibrated_batch_size",
+    "cpu_model",
     "fingerprint",
     "pick_batch_size",
 ]
@@ -69,7 +70,7 @@ def fingerprint(embedder: Embedder, streams: int = 1) -> str:
             embedder.topology.name,
             embedder.version,
             device_label(embedder.device),
-            _cpu_model(),
+            cpu_model(),
             embedder.precision,
             f"threads={torch.get_num_threads()}",
             f"streams={streams}",
@@ -78,7 +79,7 @@ def fingerprint(embedder: Embedder, streams: int = 1) -> str:
     )
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

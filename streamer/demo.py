@@ -10,9 +10,7 @@ collections and Redis keys, so it never touches your data; it starts from a clea
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ from streamer.samples import TEXT_PAIRS, transformed_copy, write_photos
 from streamer.settings import Settings, load_settings, namespaced, settings_env
 from streamer.stack.embedded import down as stack_down
 from streamer.stack.embedded import up as stack_up
-from streamer.stack.processes import terminate
+from streamer.stack.processes import start_worker, terminate
 from streamer.stats import Stats
 from streamer.store import VectorStore
 from streamer.topics import ensure_topics
@@ -77,17 +75,6 @@ def _uploads(media: Path) -> tuple[list[UploadMessage], list[tuple[bytes | None,
     return good, bad
 
 
-def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    with open(log_path, "wb") as log_file:
-        return subprocess.Popen(
-            [sys.executable, "-m", "streamer", "worker"],
-            env={**os.environ, **settings_env(settings)},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
 def run_demo(settings: Settings, *, keep_up: bool = False, quiet: bool = False) -> dict[str, Any]:
     started_at = time.perf_counter()
     console = Console(stderr=quiet)
@@ -108,7 +95,7 @@ def run_demo(settings: Settings, *, keep_up: bool = False, quiet: bool = False) 
         _reset(settings, store, client)
         asyncio.run(ensure_topics(settings.kafka))
         good, bad = _uploads(media)
-        worker = _start_worker(settings, demo_dir / "worker.log")
+        worker = start_worker(settings_env(settings), demo_dir / "worker.log")
         records = [(u.id.encode(), u.to_bytes()) for u in good] + bad
         asyncio.run(publish_raw(settings.kafka, records, topic=settings.kafka.uploads_topic))
         console.print(

@@ -255,15 +255,11 @@ class IngestPipeline:
         await loop.run_in_executor(self.decode_pool, self._source_digests, items)
         unchanged = await self._io("source lookup", lambda: self._unchanged(targets, items))
         report.skipped += len(unchanged) * len(targets)
+        todo = [item for item in items if item.upload.id not in unchanged]
         fetched = await asyncio.gather(
-            *(
-                loop.run_in_executor(self.decode_pool, self._fetch, item)
-                for item in items
-                if item.upload.id not in unchanged
-            )
+            *(loop.run_in_executor(self.decode_pool, self._fetch, item) for item in todo)
         )
         live: list[_Item] = []
-        todo = [item for item in items if item.upload.id not in unchanged]
         for item, error in zip(todo, fetched, strict=True):
             if error is None:
                 live.append(item)

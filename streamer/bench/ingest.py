@@ -23,7 +23,6 @@ import os
 import platform
 import resource
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -51,7 +50,7 @@ from streamer.producer import publish
 from streamer.settings import Settings, available_cores, load_settings, namespaced, settings_env
 from streamer.stack.embedded import down as stack_down
 from streamer.stack.embedded import up as stack_up
-from streamer.stack.processes import terminate
+from streamer.stack.processes import start_worker, terminate
 from streamer.stats import Stats
 from streamer.store import VectorStore
 from streamer.topics import ensure_topics
@@ -178,25 +177,14 @@ def _text_uploads(texts: Sequence[str], tag: str) -> list[UploadMessage]:
     ]
 
 
-def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    with open(log_path, "wb") as log_file:
-        return subprocess.Popen(
-            [sys.executable, "-m", "streamer", "worker", "--agents", "ingest"],
-            env={**os.environ, **settings_env(settings)},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
 def _machine() -> str:
     import torch
 
-    from streamer.calibration import _cpu_model
+    from streamer.calibration import cpu_model
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
-    return f"{_cpu_model()}, {cores} cores{gpu}, {platform.system()} {platform.machine()}"
+    return f"{cpu_model()}, {cores} cores{gpu}, {platform.system()} {platform.machine()}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +312,11 @@ def run_ingest_bench(
 
         # 4. end to end through a worker process
         phase("starting a worker (ingest agent) and warming it up")
-        worker = _start_worker(settings, settings.stack.state_dir / "bench-ingest-worker.log")
+        worker = start_worker(
+            settings_env(settings),
+            settings.stack.state_dir / "bench-ingest-worker.log",
+            agents="ingest",
+        )
         sampler = _RssSampler(worker.pid)
         sampler.start()
         warm = [*_image_uploads(warm_photos, "warm"), *_text_uploads(["warm up"] * 1, "warm")]

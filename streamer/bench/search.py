@@ -16,9 +16,7 @@ The last line of ``--json`` holds ``rt_p50_ms``, ``rt_p99_ms``, ``direct_p50_ms`
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,7 +38,7 @@ from streamer.messages import SearchResult
 from streamer.settings import Settings, load_settings, namespaced, settings_env
 from streamer.stack.embedded import down as stack_down
 from streamer.stack.embedded import up as stack_up
-from streamer.stack.processes import terminate
+from streamer.stack.processes import start_worker, terminate
 from streamer.store import VectorRow, VectorStore
 from streamer.topics import ensure_topics
 from topologies import TEXT
@@ -168,15 +166,9 @@ def run_search_bench(
         asyncio.run(ensure_topics(settings.kafka))
         collection = _load(settings, store, rows, console)
         console.print(f"loaded {rows} vectors of {DIM} dimensions into {collection}")
-        log = open(settings.stack.state_dir / "bench-worker.log", "wb")  # noqa: SIM115
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streamer", "worker", "--agents", "search"],
-            env={**os.environ, **settings_env(settings)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        worker = start_worker(
+            settings_env(settings), settings.stack.state_dir / "bench-worker.log", agents="search"
         )
-        log.close()
         topics = asyncio.run(
             _through_topics(settings, rate_qps, duration_s, sequential, concurrency,
                             direct=lambda: _direct(store, collection, 100))

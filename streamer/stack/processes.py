@@ -8,8 +8,9 @@ import random
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,6 +149,24 @@ def stop(process: ManagedProcess, *, grace_s: float = 10.0) -> None:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def start_worker(
+    env: Mapping[str, str], log_path: Path, *, agents: str | None = None
+) -> subprocess.Popen[bytes]:
+    """A ``streamer worker`` child (in its own session) with ``env`` added to this process's
+    environment, writing its output to ``log_path``; ``agents`` limits it to one agent."""
+    argv = [sys.executable, "-m", "streamer", "worker"]
+    if agents is not None:
+        argv += ["--agents", agents]
+    with open(log_path, "wb") as log_file:
+        return subprocess.Popen(
+            argv,
+            env={**os.environ, **env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def terminate(proc: subprocess.Popen[bytes], *, grace_s: float = 20.0) -> None:
