@@ -157,7 +157,8 @@ def _servers(state_dir: Path) -> tuple[_Server, _Server]:
 
     def milvus_argv(port: int) -> list[str]:
         data_dir = str(state_dir / "milvus")
-        return [sys.executable, "-m", "milvus_lite", "server", "--data-dir", data_dir,
+        # milvus-lite's server, with its writes serialised (see milvus_lite_server)
+        return [sys.executable, "-m", "streamer.stack.milvus_lite_server", "--data-dir", data_dir,
                 "--host", HOST, "--port", str(port)]  # fmt: skip
 
     kafka = _Server("kafka", "STREAMER_STACK_KAFKA_PORT", "tansu", tansu_argv,
