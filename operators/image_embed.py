@@ -2,8 +2,10 @@
 
 The transform comes from the model's own pretrained configuration (timm's resolved data
 config: input size, crop, interpolation, mean and std): a nearest-for-bicubic slip changes the
-embedding. The embedding is the pooled penultimate layer, or the pooled output of an earlier
-module named by ``layer``.
+embedding. Its usual shape (resize, center crop, normalise) runs fused (``operators.preprocess``):
+only the cropped pixels are resampled, and a batch is normalised at once, on the model's device.
+The embedding is the pooled penultimate layer, or the pooled output of an earlier module named
+by ``layer``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from timm.data import create_transform, resolve_data_config
 
 from operators.device import autocast, resolve_precision, to_device
 from operators.normalize import l2_normalize
+from operators.preprocess import fuse
 
 __all__ = ["TimmImageEmbedder", "load_state_dict_by_order", "load_timm_model"]
 
@@ -84,6 +87,8 @@ class TimmImageEmbedder:
         self.layer = layer
         self.data_config: dict[str, Any] = resolve_data_config({}, model=model)
         self.transform = create_transform(**self.data_config, is_training=False)
+        # the same transform, fused: uint8 crops from the decode workers, normalised in batches
+        self._fused = fuse(self.transform)
         self.calls = 0
         # the hooked layer's output, per thread: ingest and queries share one model
         self._local = threading.local()
@@ -92,7 +97,8 @@ class TimmImageEmbedder:
             if layer not in modules:
                 raise ValueError(f"model has no module {layer!r}")
             modules[layer].register_forward_hook(self._capture)
-        self.dim = int(self._features(torch.zeros(1, *self.data_config["input_size"])).shape[1])
+        probe = to_device(torch.zeros(1, *self.data_config["input_size"]), self.device)
+        self.dim = int(self._features(probe).shape[1])
 
     @property
     def resize_side(self) -> int:
@@ -103,9 +109,13 @@ class TimmImageEmbedder:
     def _capture(self, _module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> None:
         self._local.captured = output
 
+    def _model_input(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """A batch on the model's device, normalised (preprocessed crops are uint8)."""
+        batch = to_device(torch.stack(list(tensors)), self.device)
+        return self._fused[1](batch) if self._fused is not None else batch
+
     @torch.inference_mode()
     def _features(self, batch: torch.Tensor) -> torch.Tensor:
-        batch = to_device(batch, self.device)
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.precision):
@@ -118,7 +128,10 @@ class TimmImageEmbedder:
         return out.float().mean(dim=(2, 3)) if out.ndim == 4 else out.float().flatten(1)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """The model's own transform; safe to run in decode workers."""
+        """The model's own transform (its crop as uint8 where fused, normalised otherwise);
+        safe to run in decode workers."""
+        if self._fused is not None:
+            return self._fused[0](image)
         tensor = self.transform(image)
         assert isinstance(tensor, torch.Tensor)
         return tensor
@@ -126,13 +139,13 @@ class TimmImageEmbedder:
     def embed(self, tensors: Sequence[torch.Tensor]) -> npt.NDArray[np.float32]:
         if not tensors:
             return np.zeros((0, self.dim), dtype=np.float32)
-        features = self._features(torch.stack(list(tensors)))
+        features = self._features(self._model_input(tensors))
         self.calls += len(tensors)
         return l2_normalize(features.float().cpu().numpy())
 
     @torch.inference_mode()
     def classify(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         """Class logits, for checking that the weights are the real ones."""
-        batch = to_device(torch.stack(list(tensors)), self.device)
+        batch = self._model_input(tensors)
         with autocast(self.device, self.precision):
             return self.model(batch).float().cpu()

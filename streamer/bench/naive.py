@@ -25,11 +25,12 @@ __all__ = ["run_naive"]
 
 
 def _full_size_prepare(embedder: Embedder, max_pixels: int) -> Callable[[bytes], object]:
-    """Decode without DCT scaling (what a per-item runtime does), then the model's transform."""
+    """Decode without DCT scaling (what a per-item runtime does), then timm's transform as it
+    comes (whole-image resize, float pixels)."""
     if isinstance(embedder, ImageEmbedder):
         decoder = ImageDecoder(max_pixels=max_pixels, min_side=None)
-        model = embedder.model
-        return lambda data: model.preprocess(decoder.decode(data))
+        transform = embedder.model.transform
+        return lambda data: transform(decoder.decode(data))
     return embedder.prepare
 
 

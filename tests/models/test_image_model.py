@@ -76,6 +76,18 @@ def test_preprocessing_matches_timm_even_with_reduced_size_decode(
     assert float(ours @ reference) >= 0.99
 
 
+def test_fused_preprocessing_gives_the_embedding_of_timms_transform(
+    image_embedder: ImageEmbedder,
+) -> None:
+    model = image_embedder.model
+    for name, size in [("astronaut", (480, 320)), ("coffee", (376, 990)), ("rocket", (1001, 777))]:
+        image = photo(name).resize(size, Image.Resampling.BICUBIC)
+        fused = model.preprocess(image)
+        assert fused.dtype == torch.uint8  # normalised in the batch, on the model's device
+        ours, theirs = model.embed([fused]), model.embed([model.transform(image)])
+        assert float(ours[0] @ theirs[0]) >= 0.9995, (name, size)  # measured >= 0.9997
+
+
 def test_an_earlier_layer_can_be_chosen() -> None:
     from operators.image_embed import TimmImageEmbedder
 
