@@ -22,6 +22,7 @@ from mode import CrashingSupervisor
 
 from streamer.connections import faust_credentials
 from streamer.errors import TransientError
+from streamer.faust_transport import StreamerApp
 from streamer.inflight import InFlightWindow
 from streamer.ingest import (
     IngestPipeline,
@@ -72,8 +73,9 @@ def create_app(
     ``searcher`` is)."""
     kafka = settings.kafka
     datadir = Path(settings.stack.state_dir) / "faust"
-    app = faust.App(
+    app = StreamerApp(
         kafka.app_id,
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         broker=[f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
         autodiscover=False,
         datadir=str(datadir),

@@ -57,6 +57,9 @@ class KafkaSettings(_Concern):
     session_timeout_s: float = Field(10.0, gt=0)
     rebalance_timeout_s: float = Field(10.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
+    fetch_max_wait_ms: int = Field(
+        100, ge=1, le=60_000, description="longest a fetch waits on the broker for new records"
+    )
 
 
 class RedisSettings(_Concern):
