@@ -14,7 +14,6 @@ when there is one, after a copy four times smaller than float pixels).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +131,6 @@ def fuse(transform: Any) -> tuple[CropResize, Normalizer] | None:
     if size is None or resize.max_size is not None or resample is None:
         return None
     height, width = (int(v) for v in crop.size)
-    if height > size or width > size or not math.isfinite(size):
+    if height > size or width > size:
         return None
     return CropResize(size, height, width, resample), Normalizer(normalize.mean, normalize.std)
