@@ -28,18 +28,35 @@ def path_to_uri(path: Path) -> str:
 
 RACY_S = 2.0
 
+# Linux: open the path once (O_PATH resolves every symlink, reads nothing, and never blocks on
+# a FIFO), learn where it really is from /proc, and stat and read that very file. Elsewhere:
+# realpath, then open the resolved path.
+_O_PATH: int | None = getattr(os, "O_PATH", None)
+_PROC_FD = Path("/proc/self/fd")
+
 
 class FileFetcher:
-    """Reads ``file://`` URIs confined to ``media_roots``, at most ``max_bytes`` each."""
+    """Reads ``file://`` URIs confined to ``media_roots``, at most ``max_bytes`` each.
+
+    The confinement check and the read concern the same file: the path is opened once, its real
+    location is checked against the roots, and what is stat'ed and read is that open file, so a
+    directory swapped for a symlink between the check and the read cannot lead outside.
+    """
 
     def __init__(self, media_roots: Sequence[Path], *, max_bytes: int) -> None:
         if not media_roots:
             raise ValueError("FileFetcher needs at least one media root")
         self.media_roots = tuple(Path(r).resolve() for r in media_roots)
         self.max_bytes = max_bytes
+        self._by_proc = _O_PATH is not None and _PROC_FD.is_dir()
 
     def resolve(self, uri: str) -> Path:
         """The real path behind ``uri``, or :class:`FetchError` if it is not allowed."""
+        fd, real = self._open(uri)
+        os.close(fd)
+        return real
+
+    def _raw_path(self, uri: str) -> str:
         parts = urlsplit(uri)
         if parts.scheme.lower() != "file":
             raise FetchError(f"not a file:// URI: {uri!r}")
@@ -48,27 +65,48 @@ class FileFetcher:
         raw_path = unquote(parts.path)
         if "\x00" in raw_path or not raw_path.startswith("/"):
             raise FetchError(f"file:// path must be absolute and clean: {uri!r}")
+        return raw_path
+
+    def _open(self, uri: str) -> tuple[int, Path]:
+        """A descriptor of the file behind ``uri`` (an O_PATH one on Linux: stat only, or
+        re-open) and its real path, checked against the media roots."""
+        raw_path = self._raw_path(uri)
         try:
-            real = Path(os.path.realpath(raw_path, strict=True))
+            if self._by_proc:
+                assert _O_PATH is not None
+                fd = os.open(raw_path, _O_PATH | os.O_CLOEXEC)
+            else:
+                real_path = os.path.realpath(raw_path, strict=True)
+                fd = os.open(real_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
             raise FetchError(f"cannot read {raw_path!r}: {exc.strerror or exc}") from exc
-        if not any(real.is_relative_to(root) for root in self.media_roots):
-            roots = ", ".join(str(r) for r in self.media_roots)
-            raise FetchError(f"{raw_path!r} is outside the media roots ({roots})")
-        return real
+        try:
+            real = Path(os.readlink(_PROC_FD / str(fd))) if self._by_proc else Path(real_path)
+            if not any(real.is_relative_to(root) for root in self.media_roots):
+                roots = ", ".join(str(r) for r in self.media_roots)
+                raise FetchError(f"{raw_path!r} is outside the media roots ({roots})")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, real
 
     def validator(self, uri: str) -> str | None:
         """A cheap token that changes when the file does (size, mtime in ns, inode), read
-        without opening it; None if the file cannot be checked (the fetch will say why).
+        without opening it for reading; None if the file cannot be checked (the fetch will say
+        why).
 
         A file modified in the last ``RACY_S`` seconds gets none: file-system timestamps are
         coarser than nanoseconds, so a rewrite within the same tick could keep the token (git's
         "racy" files). Such files are read and hashed every time until they settle.
         """
         try:
-            info = os.stat(self.resolve(uri), follow_symlinks=False)
-        except (OSError, FetchError):
+            fd, _ = self._open(uri)
+        except FetchError:
             return None
+        try:
+            info = os.fstat(fd)
+        finally:
+            os.close(fd)
         if not stat.S_ISREG(info.st_mode):
             return None
         if time.time_ns() - info.st_mtime_ns < RACY_S * 1e9:
@@ -76,19 +114,24 @@ class FileFetcher:
         return f"file:{info.st_size}:{info.st_mtime_ns}:{info.st_ino}"
 
     def fetch(self, uri: str) -> bytes:
-        path = self.resolve(uri)
+        fd, path = self._open(uri)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError as exc:
-            raise FetchError(f"cannot open {str(path)!r}: {exc.strerror or exc}") from exc
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            os.close(fd)
-            raise FetchError(f"{str(path)!r} is not a regular file")
-        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise FetchError(f"{str(path)!r} is not a regular file")
             if info.st_size > self.max_bytes:
                 raise FetchError(f"{str(path)!r} is {info.st_size} bytes, over {self.max_bytes}")
-            data = handle.read(self.max_bytes + 1)
+            if self._by_proc:  # the file that was checked, opened for reading
+                try:
+                    readable = os.open(_PROC_FD / str(fd), os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as exc:
+                    raise FetchError(f"cannot open {str(path)!r}: {exc.strerror}") from exc
+                os.close(fd)
+                fd = readable
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                data = handle.read(self.max_bytes + 1)
+        finally:
+            os.close(fd)
         if len(data) > self.max_bytes:
             raise FetchError(f"{str(path)!r} grew past {self.max_bytes} bytes while read")
         return data

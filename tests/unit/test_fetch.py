@@ -1,4 +1,5 @@
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,39 @@ def test_directories_are_not_files(root: Path) -> None:
 def test_other_schemes_are_refused(root: Path, uri: str) -> None:
     with pytest.raises(FetchError, match="not enabled"):
         Fetcher(FileFetcher([root], max_bytes=100)).fetch(uri)
+
+
+def test_a_fifo_is_refused_without_blocking(root: Path) -> None:
+    os.mkfifo(root / "pipe.jpg")  # opening it for reading would wait for a writer
+    fetcher = FileFetcher([root], max_bytes=100)
+    with pytest.raises(FetchError, match="not a regular file"):
+        fetcher.fetch(path_to_uri(root / "pipe.jpg"))
+    assert fetcher.validator(path_to_uri(root / "pipe.jpg")) is None
+
+
+def test_the_validator_names_the_file_it_checked(root: Path) -> None:
+    fetcher = FileFetcher([root], max_bytes=100)
+    target = root / "ok.jpg"
+    past = time.time() - 60
+    os.utime(target, (past, past))
+    info = target.stat()
+    token = fetcher.validator(path_to_uri(target))
+    assert token == f"file:{info.st_size}:{info.st_mtime_ns}:{info.st_ino}"
+    os.symlink(target, root / "alias.jpg")  # the same file by another name: the same token
+    assert fetcher.validator(path_to_uri(root / "alias.jpg")) == token
+    os.symlink(root.parent / "secret.txt", root / "out.jpg")
+    assert fetcher.validator(path_to_uri(root / "out.jpg")) is None
+    os.utime(target)  # just modified: racy, no token until it settles
+    assert fetcher.validator(path_to_uri(target)) is None
+
+
+def test_without_proc_the_realpath_fallback_confines_too(root: Path) -> None:
+    fetcher = FileFetcher([root], max_bytes=100)
+    fetcher._by_proc = False  # as on a system without O_PATH and /proc
+    assert fetcher.fetch(path_to_uri(root / "ok.jpg")) == b"x" * 10
+    os.symlink(root.parent / "secret.txt", root / "link.jpg")
+    with pytest.raises(FetchError, match="outside the media roots"):
+        fetcher.fetch(path_to_uri(root / "link.jpg"))
+    os.mkfifo(root / "pipe.jpg")
+    with pytest.raises(FetchError, match="not a regular file"):
+        fetcher.fetch(path_to_uri(root / "pipe.jpg"))
