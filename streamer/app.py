@@ -181,7 +181,8 @@ def _ingest_agent(
             metrics.stages(report.timings)
             for letter in report.dead_letters:
                 metrics.dead_letters.labels(letter.stage).inc()
-            for (topic, partition), offset in _last_offsets(records).items():
+            last = _last_offsets(records)
+            for (topic, partition), offset in last.items():
                 highwater = app.consumer.highwater((topic, partition))  # type: ignore[arg-type]
                 if highwater is not None:
                     metrics.lag.labels(topic, str(partition)).set(max(0, highwater - offset - 1))
@@ -189,7 +190,7 @@ def _ingest_agent(
                 "batch done",
                 extra={
                     "counts": report.counts(),
-                    "offsets": _offsets(records),
+                    "offsets": {f"{t}[{p}]": offset for (t, p), offset in last.items()},
                     "seconds": {k: round(v, 4) for k, v in report.timings.items()},
                 },
             )
@@ -249,11 +250,3 @@ def _last_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:
     for r in records:
         last[(r.topic, r.partition)] = max(last.get((r.topic, r.partition), -1), r.offset)
     return last
-
-
-def _offsets(records: Sequence[Record]) -> dict[str, int]:
-    top: dict[str, int] = {}
-    for r in records:
-        key = f"{r.topic}[{r.partition}]"
-        top[key] = max(top.get(key, -1), r.offset)
-    return top

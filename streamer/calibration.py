@@ -33,6 +33,7 @@ __all__ = [
     "cpu_model",
     "fingerprint",
     "pick_batch_size",
+    "throughput",
 ]
 
 log = logging.getLogger(__name__)
@@ -119,26 +120,24 @@ def calibrate(
         embedder.embed(warm)
     speeds: dict[int, float] = {}
     slower = 0
-    for size in sizes:
-        inputs = embedder.sample_inputs(size)
-        try:
-            embedder.embed(inputs)  # warm-up: allocator, kernels, caches
-            calls, t0 = 0, clock()
-            while True:
-                calls += _concurrently(embedder, inputs, streams)
-                elapsed = clock() - t0
-                if elapsed >= min_time_s and calls >= 2:
-                    break
-        except Exception as exc:  # out of memory at this size: the previous sizes stand
-            if not speeds or not _out_of_memory(exc):
-                raise
-            log.info("calibration stopped at batch %d: %s", size, exc)
-            break
-        speeds[size] = size * calls / max(elapsed, 1e-9)
-        best = max(speeds.values())
-        slower = slower + 1 if speeds[size] < best * _PAST_PEAK else 0
-        if slower >= _SLOWER_TO_STOP or clock() - started > budget_s:
-            break
+    with ThreadPoolExecutor(streams, thread_name_prefix="calibrate") as pool:
+        for size in sizes:
+            inputs = embedder.sample_inputs(size)
+            try:
+                embedder.embed(inputs)  # warm-up: allocator, kernels, caches
+                # one call per stream at once, as the worker's model threads run them
+                speeds[size] = throughput(
+                    embedder.embed, [inputs] * streams, pool, min_time_s=min_time_s, clock=clock
+                )
+            except Exception as exc:  # out of memory at this size: the previous sizes stand
+                if not speeds or not _out_of_memory(exc):
+                    raise
+                log.info("calibration stopped at batch %d: %s", size, exc)
+                break
+            best = max(speeds.values())
+            slower = slower + 1 if speeds[size] < best * _PAST_PEAK else 0
+            if slower >= _SLOWER_TO_STOP or clock() - started > budget_s:
+                break
     return Calibration(
         key=fingerprint(embedder, streams),
         batch_size=pick_batch_size(speeds),
@@ -148,15 +147,25 @@ def calibrate(
     )
 
 
-def _concurrently(embedder: Embedder, inputs: list[Any], streams: int) -> int:
-    """One call per stream, at once (as the worker's model threads run them); returns calls."""
-    if streams == 1:
-        embedder.embed(inputs)
-        return 1
-    with ThreadPoolExecutor(streams) as pool:
-        for future in [pool.submit(embedder.embed, inputs) for _ in range(streams)]:
-            future.result()
-    return streams
+def throughput(
+    embed: Callable[[list[Any]], Any],
+    chunks: Sequence[list[Any]],
+    pool: ThreadPoolExecutor,
+    *,
+    min_time_s: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
+    """Items per second of ``embed`` over ``chunks``, run on ``pool`` (as many at once as it
+    has threads), repeated for at least ``min_time_s`` and twice."""
+    done, rounds, t0 = 0, 0, clock()
+    while True:
+        for _ in pool.map(embed, chunks):
+            pass
+        done += sum(len(chunk) for chunk in chunks)
+        rounds += 1
+        elapsed = clock() - t0
+        if elapsed >= min_time_s and rounds >= 2:
+            return done / max(elapsed, 1e-9)
 
 
 def _out_of_memory(exc: Exception) -> bool:

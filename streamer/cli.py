@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from streamer.bench import BenchSizes
 from streamer.errors import StreamerError
 from streamer.settings import Settings, load_settings
 
@@ -376,13 +377,27 @@ def rollout_retire(topology: str, version: str) -> None:
     _echo_state(_rollouts().retire(topology, version))
 
 
+_SIZES = BenchSizes()
+
+
 @cli.group(invoke_without_command=True)
-@click.option("--images", default=320, show_default=True, type=click.IntRange(8))
-@click.option("--texts", default=3000, show_default=True, type=click.IntRange(64))
-@click.option("--naive-images", default=40, show_default=True, type=click.IntRange(4))
-@click.option("--naive-texts", default=300, show_default=True, type=click.IntRange(16))
-@click.option("--redelivery-rounds", default=5, show_default=True, type=click.IntRange(1))
-@click.option("--memory-items", default=20_000, show_default=True, type=click.IntRange(100))
+@click.option("--images", default=_SIZES.images, show_default=True, type=click.IntRange(8))
+@click.option("--texts", default=_SIZES.texts, show_default=True, type=click.IntRange(64))
+@click.option(
+    "--naive-images", default=_SIZES.naive_images, show_default=True, type=click.IntRange(4)
+)
+@click.option(
+    "--naive-texts", default=_SIZES.naive_texts, show_default=True, type=click.IntRange(16)
+)
+@click.option(
+    "--redelivery-rounds",
+    default=_SIZES.redelivery_rounds,
+    show_default=True,
+    type=click.IntRange(1),
+)
+@click.option(
+    "--memory-items", default=_SIZES.memory_items, show_default=True, type=click.IntRange(100)
+)
 @click.option(
     "--chart",
     default="streamer-bench.png",
@@ -407,7 +422,7 @@ def bench(
     memory, in one run (``streamer bench search`` for the query service)."""
     if ctx.invoked_subcommand is not None:
         return
-    from streamer.bench.ingest import BenchSizes, run_ingest_bench
+    from streamer.bench.ingest import run_ingest_bench
 
     sizes = BenchSizes(
         images=images,

@@ -44,7 +44,40 @@ class Embedder(Protocol):
         ...
 
 
-class ImageEmbedder:
+class _BoundModel:
+    """What both embedders share: the topology's version and spec, the wrapped operator (which
+    counts its calls and knows its precision and dimension), and the shape check."""
+
+    model: Any
+
+    def __init__(self, topology: Topology, device: str, version: str | None) -> None:
+        self.topology = topology
+        self.version = version or topology.model_version
+        self.spec = topology.spec(self.version)
+        self.device = device
+
+    def _bind(self, model: Any) -> None:
+        self.model = model
+        self.precision = str(model.precision)
+        self.dim = int(model.dim)
+
+    @property
+    def calls(self) -> int:
+        return int(self.model.calls)
+
+    def embed(self, prepared: Sequence[Any]) -> npt.NDArray[np.float32]:
+        vectors: npt.NDArray[np.float32] = self.model.embed(prepared)
+        expected = (len(prepared), self.dim)
+        if vectors.shape != expected:
+            raise EmbedError(
+                f"topology {self.topology.name!r} returned {vectors.shape}, expected {expected}"
+            )
+        if not np.isfinite(vectors).all():
+            raise EmbedError(f"topology {self.topology.name!r} produced non-finite values")
+        return vectors
+
+
+class ImageEmbedder(_BoundModel):
     def __init__(
         self,
         topology: Topology,
@@ -55,21 +88,14 @@ class ImageEmbedder:
     ) -> None:
         from operators.image_embed import TimmImageEmbedder, load_timm_model
 
-        self.version = version or topology.model_version
-        spec = topology.spec(self.version)
+        super().__init__(topology, device, version)
+        spec = self.spec
         assert isinstance(spec, TimmModelSpec)
-        self.topology = topology
         model = load_timm_model(spec.arch, spec.weights_path(), by_order=spec.map_keys_by_order)
-        self.model = TimmImageEmbedder(model, layer=spec.layer, device=device, precision=precision)
-        self.device, self.precision = device, str(self.model.precision)
+        self._bind(TimmImageEmbedder(model, layer=spec.layer, device=device, precision=precision))
         self.decoder = ImageDecoder(
             max_pixels=fetch.max_image_pixels, min_side=self.model.resize_side
         )
-        self.dim = self.model.dim
-
-    @property
-    def calls(self) -> int:
-        return self.model.calls
 
     def prepare(self, data: bytes) -> Any:
         return self.model.preprocess(self.decoder.decode(data))
@@ -81,11 +107,8 @@ class ImageEmbedder:
         tensor = self.model.preprocess(Image.fromarray(pixels))
         return [tensor.clone() for _ in range(n)]
 
-    def embed(self, prepared: Sequence[Any]) -> npt.NDArray[np.float32]:
-        return _checked(self.topology, self.model.embed(prepared), len(prepared), self.dim)
 
-
-class TextEmbedder:
+class TextEmbedder(_BoundModel):
     def __init__(
         self,
         topology: Topology,
@@ -96,24 +119,19 @@ class TextEmbedder:
     ) -> None:
         from operators.text_embed import TransformersTextEmbedder
 
-        self.version = version or topology.model_version
-        spec = topology.spec(self.version)
+        super().__init__(topology, device, version)
+        spec = self.spec
         assert isinstance(spec, TextModelSpec)
-        self.topology = topology
-        self.model = TransformersTextEmbedder(
-            spec.model_path(),
-            device=device,
-            max_length=spec.max_length,
-            pooling=spec.pooling,
-            precision=precision,
+        self._bind(
+            TransformersTextEmbedder(
+                spec.model_path(),
+                device=device,
+                max_length=spec.max_length,
+                pooling=spec.pooling,
+                precision=precision,
+            )
         )
-        self.device, self.precision = device, str(self.model.precision)
         self.decoder = TextDecoder(max_bytes=fetch.max_text_bytes)
-        self.dim = self.model.dim
-
-    @property
-    def calls(self) -> int:
-        return self.model.calls
 
     def prepare(self, data: bytes) -> Any:
         return self.decoder.decode(data)
@@ -123,21 +141,6 @@ class TextEmbedder:
 
         sentences = [text for pair in TEXT_PAIRS for text in pair]
         return [sentences[i % len(sentences)] for i in range(n)]
-
-    def embed(self, prepared: Sequence[Any]) -> npt.NDArray[np.float32]:
-        return _checked(self.topology, self.model.embed(prepared), len(prepared), self.dim)
-
-
-def _checked(
-    topology: Topology, vectors: npt.NDArray[np.float32], n: int, dim: int
-) -> npt.NDArray[np.float32]:
-    if vectors.shape != (n, dim):
-        raise EmbedError(
-            f"topology {topology.name!r} returned {vectors.shape}, expected {(n, dim)}"
-        )
-    if not np.isfinite(vectors).all():
-        raise EmbedError(f"topology {topology.name!r} produced non-finite values")
-    return vectors
 
 
 def load_embedder(

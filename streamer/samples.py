@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["PHOTOS", "TEXT_PAIRS", "transformed_copy", "write_photos"]
+__all__ = ["PHOTOS", "TEXT_PAIRS", "sample_photo", "transformed_copy", "write_photos"]
 
 PHOTOS = (
     "astronaut", "brick", "camera", "chelsea", "clock", "coffee", "coins", "grass",
@@ -74,7 +74,8 @@ TEXT_PAIRS = (
 )
 
 
-def _photo(name: str) -> Image.Image:
+def sample_photo(name: str) -> Image.Image:
+    """One of the scikit-image sample photos (``PHOTOS``), as RGB."""
     from skimage import data
 
     array = getattr(data, name)()
@@ -90,7 +91,7 @@ def write_photos(folder: Path, *, quality: int = 92) -> dict[str, Path]:
     for name in PHOTOS:
         path = folder / f"{name}.jpg"
         if not path.exists():
-            _photo(name).save(path, "JPEG", quality=quality)
+            sample_photo(name).save(path, "JPEG", quality=quality)
         paths[name] = path
     return paths
 

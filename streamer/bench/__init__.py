@@ -1,1 +1,20 @@
 """Benchmarks: scripts that measure and print figures, never timed assertions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["BenchSizes"]
+
+
+@dataclass(frozen=True, slots=True)
+class BenchSizes:
+    """How much work each phase of ``streamer bench`` does (the CLI's defaults)."""
+
+    images: int = 320
+    texts: int = 3000
+    naive_images: int = 40
+    naive_texts: int = 300
+    redelivery_rounds: int = 5
+    memory_items: int = 20_000
+    model_seconds: float = 4.0

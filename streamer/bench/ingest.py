@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +36,16 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from operators.fetch import path_to_uri
+from streamer.bench import BenchSizes
 from streamer.bench.chart import write_chart
 from streamer.bench.media import bench_texts, write_bench_photos
 from streamer.bench.naive import run_naive
-from streamer.calibration import Calibration, CalibrationCache, calibrated_batch_size
+from streamer.calibration import (
+    Calibration,
+    CalibrationCache,
+    calibrated_batch_size,
+    throughput,
+)
 from streamer.connections import redis_client
 from streamer.embedders import Embedder, load_embedder
 from streamer.errors import StreamerError
@@ -56,18 +61,7 @@ from streamer.store import VectorStore
 from streamer.topics import ensure_topics
 from topologies import IMAGE, TEXT
 
-__all__ = ["BenchSizes", "run_ingest_bench"]
-
-
-@dataclass(frozen=True, slots=True)
-class BenchSizes:
-    images: int = 320
-    texts: int = 3000
-    naive_images: int = 40
-    naive_texts: int = 300
-    redelivery_rounds: int = 5
-    memory_items: int = 20_000
-    model_seconds: float = 4.0
+__all__ = ["run_ingest_bench"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,15 +111,8 @@ def _model_ceiling(
     calls at once (as the worker runs them)."""
     embedder.embed(list(inputs[:size]))  # warm
     chunks = [list(inputs[start : start + size]) for start in range(0, len(inputs), size)]
-    done, started = 0, time.perf_counter()
     with ThreadPoolExecutor(streams) as pool:
-        while True:
-            for _ in pool.map(embedder.embed, chunks):
-                pass
-            done += sum(len(c) for c in chunks)
-            elapsed = time.perf_counter() - started
-            if elapsed >= seconds:
-                return done / elapsed
+        return throughput(embedder.embed, chunks, pool, min_time_s=seconds)
 
 
 class _Counters:
@@ -193,12 +180,13 @@ def _machine() -> str:
 
 def run_ingest_bench(
     base: Settings,
-    sizes: BenchSizes = BenchSizes(),
+    sizes: BenchSizes | None = None,
     *,
     chart: Path | None = Path("streamer-bench.png"),
     media_dir: Path | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
+    sizes = sizes or BenchSizes()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     console = Console(stderr=quiet)

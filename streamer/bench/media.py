@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from streamer.samples import PHOTOS, _photo
+from streamer.samples import PHOTOS, sample_photo
 
 __all__ = ["PHOTO_SIZE", "bench_texts", "write_bench_photos"]
 
@@ -56,7 +56,7 @@ def _render(task: tuple[Path, str, int]) -> Path:
     if path.exists():
         return path
     rng = np.random.default_rng(index)
-    base = _photo(photo).resize(PHOTO_SIZE, Image.Resampling.BICUBIC)
+    base = sample_photo(photo).resize(PHOTO_SIZE, Image.Resampling.BICUBIC)
     pixels = np.asarray(base, dtype=np.float32) * rng.uniform(0.8, 1.2, size=3)
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     image = image.rotate(0, translate=tuple(rng.integers(-40, 40, size=2)))

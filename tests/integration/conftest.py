@@ -10,7 +10,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ import redis
 from streamer.errors import TransientError
 from streamer.settings import Settings, load_settings, namespaced, settings_env
 from streamer.stack.embedded import down, up
-from streamer.stack.processes import terminate
+from streamer.stack.processes import start_worker, terminate
 from streamer.stats import Stats
 from streamer.store import VectorStore
 from streamer.topics import ensure_topics
@@ -93,16 +92,8 @@ class Scenario:
         return self.store.count(name) if self.store.collections(name) else 0
 
     def start_worker(self, **extra_env: str) -> subprocess.Popen[bytes]:
-        env = {**os.environ, **settings_env(self.settings), **extra_env}
-        log = open(self.logs / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamer", "worker"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        env = {**settings_env(self.settings), **extra_env}
+        proc = start_worker(env, self.logs / f"worker-{len(self.workers)}.log")
         self.workers.append(proc)
         return proc
 
