@@ -1,6 +1,6 @@
 """The batch contract every operator keeps: N items in, N results out, in order.
 
-A result is either the operator's output or the :class:`~streamer.errors.StageError` of that one
+A result is either the operator's output or the :class:`~streamer.core.errors.StageError` of that one
 item: bad input is data, so one corrupt upload never fails its neighbours.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from streamer.errors import BatchContractError, StageError
+from streamer.core.errors import BatchContractError, StageError
 
 __all__ = ["check_batch", "map_items"]
 

@@ -13,7 +13,7 @@ from io import BytesIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from streamer.errors import DecodeError
+from streamer.core.errors import DecodeError
 
 __all__ = ["IMAGE_FORMATS", "ImageDecoder", "TextDecoder"]
 

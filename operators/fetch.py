@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from operators.http_fetch import HttpFetcher
 from operators.s3_fetch import S3Fetcher
-from streamer.errors import FetchError
+from streamer.core.errors import FetchError
 
 __all__ = ["Fetcher", "FileFetcher", "path_to_uri"]
 

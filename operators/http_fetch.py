@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from urllib.parse import urljoin, urlsplit
 
-from streamer.errors import FetchError
+from streamer.core.errors import FetchError
 
 __all__ = ["HttpFetcher", "address_refusal"]
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from streamer.errors import FetchError
+from streamer.core.errors import FetchError
 
 __all__ = ["S3Fetcher"]
 

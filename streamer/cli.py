@@ -11,8 +11,8 @@ from typing import Any
 import click
 
 from streamer.bench import BenchSizes
-from streamer.errors import StreamerError
-from streamer.settings import Settings, load_settings
+from streamer.core.errors import StreamerError
+from streamer.config.settings import Settings, load_settings
 
 __all__ = ["main"]
 
@@ -24,7 +24,7 @@ def _settings() -> Settings:
 @click.group()
 def cli() -> None:
     """streamer: media references on Kafka become searchable vectors in Milvus."""
-    from streamer.logs import configure_logging
+    from streamer.config.logs import configure_logging
 
     runtime = _settings().runtime
     configure_logging(runtime.log_level, runtime.log_format)
@@ -63,7 +63,7 @@ def down(purge: bool) -> None:
 )
 def worker(names: tuple[str, ...], agents: str) -> None:
     """Run the ingestion and query agents (a faust worker) until interrupted."""
-    from streamer.worker import run_worker
+    from streamer.worker.assembly import run_worker
 
     chosen = ("ingest", "search") if agents == "all" else (agents,)
     run_worker(_settings(), _topologies(names), chosen)
@@ -95,8 +95,8 @@ def produce(
     delete_ids: tuple[str, ...],
 ) -> None:
     """Publish references to files, folders, globs, URIs, or inline text."""
-    from streamer.messages import UploadMessage
-    from streamer.producer import expand_sources, publish, text_upload
+    from streamer.core.messages import UploadMessage
+    from streamer.ingest.producer import expand_sources, publish, text_upload
 
     metadata = dict(_pair(m) for m in meta)
     uploads = expand_sources(sources, metadata=metadata) if sources else []
@@ -136,7 +136,7 @@ def search(
     as_json: bool,
 ) -> None:
     """Search through the query topic: TEXT, --image PATH or --uri URI."""
-    from streamer.client import SearchClient
+    from streamer.query.client import SearchClient
 
     if sum(x is not None for x in (text, image, uri)) != 1:
         raise click.UsageError("give exactly one of TEXT, --image or --uri")
@@ -200,7 +200,7 @@ def _pair(text: str) -> tuple[str, str]:
 @click.option("--keep-up", is_flag=True, help="Leave the embedded stack running afterwards.")
 def demo(as_json: bool, keep_up: bool) -> None:
     """The main job, end to end on the embedded stack, with a results table."""
-    from streamer.demo import run_demo
+    from streamer.demo.run import run_demo
 
     summary = run_demo(_settings(), keep_up=keep_up, quiet=as_json)
     if as_json:
@@ -217,7 +217,7 @@ def topics() -> None:
 @topics.command("create")
 def topics_create() -> None:
     """Create the missing topics with STREAMER_KAFKA_PARTITIONS partitions (idempotent)."""
-    from streamer.topics import ensure_topics, topic_names
+    from streamer.config.topics import ensure_topics, topic_names
 
     kafka = _settings().kafka
     created = asyncio.run(ensure_topics(kafka))
@@ -235,7 +235,7 @@ def dlq() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def dlq_list(limit: int, as_json: bool) -> None:
     """Show the dead letters: where each came from and why it failed."""
-    from streamer.deadletters import list_letters
+    from streamer.ingest.deadletters import list_letters
 
     letters = asyncio.run(list_letters(_settings().kafka, limit=limit))
     if as_json:
@@ -263,7 +263,7 @@ def dlq_list(limit: int, as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Say what would be replayed.")
 def dlq_replay(stage: str | None, from_beginning: bool, dry_run: bool) -> None:
     """Re-publish dead letters to their source topic, after the cause was fixed."""
-    from streamer.deadletters import replay_letters
+    from streamer.ingest.deadletters import replay_letters
 
     letters = asyncio.run(
         replay_letters(
@@ -280,7 +280,7 @@ def rollout() -> None:
 
 
 def _rollouts() -> Any:
-    from streamer.rollout import Rollouts
+    from streamer.rollout.commands import Rollouts
     from topologies import DEFAULT_TOPOLOGIES
 
     return Rollouts(_settings(), DEFAULT_TOPOLOGIES)

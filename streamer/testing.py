@@ -15,10 +15,10 @@ import numpy as np
 import numpy.typing as npt
 
 from operators.normalize import l2_normalize
-from streamer.embedders import EmbedderPool
-from streamer.errors import DecodeError, SinkError, TransientError
-from streamer.settings import MilvusSettings
-from streamer.store import SearchHit, StoredRow, VectorRow, VectorStore
+from streamer.models.embedders import EmbedderPool
+from streamer.core.errors import DecodeError, SinkError, TransientError
+from streamer.config.settings import MilvusSettings
+from streamer.storage.store import SearchHit, StoredRow, VectorRow, VectorStore
 from topologies.base import Topology
 
 __all__ = ["FakeEmbedder", "InMemoryHashes", "InMemoryVectorStore", "fake_pool"]
@@ -153,7 +153,7 @@ class InMemoryVectorStore(VectorStore):
 
 
 class InMemoryHashes:
-    """The subset of the Redis client that :class:`~streamer.dedupe.DedupeCache` uses."""
+    """The subset of the Redis client that :class:`~streamer.ingest.dedupe.DedupeCache` uses."""
 
     def __init__(self) -> None:
         self.hashes: dict[str, dict[str, bytes]] = {}

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from streamer.errors import ConfigError
-from streamer.messages import MediaType
+from streamer.core.errors import ConfigError
+from streamer.core.messages import MediaType
 
 __all__ = ["BatchPolicy", "ModelSpec", "ModelVersion", "TextModelSpec", "TimmModelSpec", "Topology"]
 

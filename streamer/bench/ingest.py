@@ -40,25 +40,25 @@ from streamer.bench import BenchSizes
 from streamer.bench.chart import write_chart
 from streamer.bench.media import bench_texts, write_bench_photos
 from streamer.bench.naive import run_naive
-from streamer.calibration import (
+from streamer.models.calibration import (
     Calibration,
     CalibrationCache,
     calibrated_batch_size,
     throughput,
 )
-from streamer.connections import redis_client
-from streamer.embedders import Embedder, load_embedder
-from streamer.errors import StreamerError
-from streamer.fetching import fetcher_for
-from streamer.messages import UploadMessage
-from streamer.producer import publish
-from streamer.settings import Settings, available_cores, load_settings, namespaced, settings_env
+from streamer.config.connections import redis_client
+from streamer.models.embedders import Embedder, load_embedder
+from streamer.core.errors import StreamerError
+from streamer.config.fetching import fetcher_for
+from streamer.core.messages import UploadMessage
+from streamer.ingest.producer import publish
+from streamer.config.settings import Settings, available_cores, load_settings, namespaced, settings_env
 from streamer.stack.embedded import down as stack_down
 from streamer.stack.embedded import up as stack_up
 from streamer.stack.processes import start_worker, terminate
-from streamer.stats import Stats
-from streamer.store import VectorStore
-from streamer.topics import ensure_topics
+from streamer.core.stats import Stats
+from streamer.storage.store import VectorStore
+from streamer.config.topics import ensure_topics
 from topologies import IMAGE, TEXT
 
 __all__ = ["run_ingest_bench"]
@@ -167,7 +167,7 @@ def _text_uploads(texts: Sequence[str], tag: str) -> list[UploadMessage]:
 def _machine() -> str:
     import torch
 
-    from streamer.calibration import cpu_model
+    from streamer.models.calibration import cpu_model
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"

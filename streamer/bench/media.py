@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from streamer.samples import PHOTOS, sample_photo
+from streamer.demo.samples import PHOTOS, sample_photo
 
 __all__ = ["PHOTO_SIZE", "bench_texts", "write_bench_photos"]
 

@@ -14,12 +14,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from operators.decode import ImageDecoder
 from operators.fetch import Fetcher
-from streamer.connections import kafka_options
-from streamer.dedupe import content_hash
-from streamer.embedders import Embedder, ImageEmbedder
-from streamer.messages import parse_upload
-from streamer.settings import KafkaSettings
-from streamer.store import VectorRow, VectorStore
+from streamer.config.connections import kafka_options
+from streamer.ingest.dedupe import content_hash
+from streamer.models.embedders import Embedder, ImageEmbedder
+from streamer.core.messages import parse_upload
+from streamer.config.settings import KafkaSettings
+from streamer.storage.store import VectorRow, VectorStore
 
 __all__ = ["run_naive"]
 

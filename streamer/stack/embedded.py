@@ -20,8 +20,8 @@ from pathlib import Path
 
 import redis
 
-from streamer.errors import StackError, StreamerError
-from streamer.settings import Settings, stack_state_file
+from streamer.core.errors import StackError, StreamerError
+from streamer.config.settings import Settings, stack_state_file
 from streamer.stack.processes import (
     ManagedProcess,
     ProcessExited,
@@ -218,7 +218,7 @@ def up(settings: Settings, *, timeout_s: float = 60.0) -> tuple[StackState, bool
             started_at=time.time(),
         )
         stack_state_file(state_dir).write_text(state.to_json())
-        from streamer.topics import ensure_topics
+        from streamer.config.topics import ensure_topics
 
         kafka_settings = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})
         asyncio.run(ensure_topics(kafka_settings))

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamer.errors import StackError
+from streamer.core.errors import StackError
 
 __all__ = [
     "ManagedProcess",

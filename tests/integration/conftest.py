@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from streamer.errors import TransientError
-from streamer.settings import Settings, load_settings, namespaced, settings_env
+from streamer.core.errors import TransientError
+from streamer.config.settings import Settings, load_settings, namespaced, settings_env
 from streamer.stack.embedded import down, up
 from streamer.stack.processes import start_worker, terminate
-from streamer.stats import Stats
-from streamer.store import VectorStore
-from streamer.topics import ensure_topics
+from streamer.core.stats import Stats
+from streamer.storage.store import VectorStore
+from streamer.config.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

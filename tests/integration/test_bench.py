@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.settings import Settings, settings_env
+from streamer.config.settings import Settings, settings_env
 
 pytestmark = pytest.mark.integration
 

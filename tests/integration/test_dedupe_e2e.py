@@ -7,8 +7,8 @@ import asyncio
 import pytest
 import redis
 
-from streamer.messages import UploadMessage
-from streamer.producer import publish
+from streamer.core.messages import UploadMessage
+from streamer.ingest.producer import publish
 from tests.integration.conftest import Scenario, wait_for
 
 pytestmark = pytest.mark.integration

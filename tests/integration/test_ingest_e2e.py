@@ -12,9 +12,9 @@ from aiokafka import AIOKafkaConsumer
 from PIL import Image
 
 from operators.fetch import path_to_uri
-from streamer.messages import UploadMessage
-from streamer.producer import publish, publish_raw
-from streamer.samples import write_photos
+from streamer.core.messages import UploadMessage
+from streamer.ingest.producer import publish, publish_raw
+from streamer.demo.samples import write_photos
 from tests.integration.conftest import Scenario, wait_for
 from tests.models.reference import sentence_transformers_reference, timm_reference
 from tests.unit.test_decode import png_header_only

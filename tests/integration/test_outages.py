@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from streamer.messages import UploadMessage
-from streamer.producer import publish
+from streamer.core.messages import UploadMessage
+from streamer.ingest.producer import publish
 from streamer.stack.embedded import restart
 from streamer.stack.processes import free_port, port_open, spawn, stop, wait_until
 from tests.integration.conftest import Scenario, wait_for

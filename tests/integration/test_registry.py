@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from streamer.registry import Registry, RolloutConflict
+from streamer.rollout.registry import Registry, RolloutConflict
 from streamer.testing import InMemoryVectorStore
 from topologies import TEXT
 

@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from streamer.messages import UploadMessage
-from streamer.producer import publish
+from streamer.core.messages import UploadMessage
+from streamer.ingest.producer import publish
 from streamer.stack.processes import free_port
 from tests.integration.conftest import Scenario, wait_for
 from tests.unit.test_metrics import get

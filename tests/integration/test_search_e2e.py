@@ -13,11 +13,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from operators.fetch import path_to_uri
-from streamer.client import SearchClient, SyncSearchClient
-from streamer.messages import SearchResult, UploadMessage
-from streamer.producer import publish
-from streamer.samples import TEXT_PAIRS, write_photos
-from streamer.settings import Settings, settings_env
+from streamer.query.client import SearchClient, SyncSearchClient
+from streamer.core.messages import SearchResult, UploadMessage
+from streamer.ingest.producer import publish
+from streamer.demo.samples import TEXT_PAIRS, write_photos
+from streamer.config.settings import Settings, settings_env
 from tests.integration.conftest import Scenario, wait_for
 
 pytestmark = pytest.mark.integration

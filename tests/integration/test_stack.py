@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.settings import load_settings
+from streamer.config.settings import load_settings
 from streamer.stack.embedded import down, read_state, up
 from tests.integration.conftest import stack_env
 

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from streamer.messages import SearchRequest, UploadMessage
-from streamer.producer import publish, publish_raw
-from streamer.settings import settings_env
+from streamer.core.messages import SearchRequest, UploadMessage
+from streamer.ingest.producer import publish, publish_raw
+from streamer.config.settings import settings_env
 from tests.integration.conftest import Scenario
 
 pytestmark = pytest.mark.integration
@@ -23,9 +23,9 @@ CRASHING_WORKER = textwrap.dedent(
     """
     import sys
     import faust
-    from streamer.app import create_app
-    from streamer.logs import configure_logging
-    from streamer.settings import load_settings
+    from streamer.worker.app import create_app
+    from streamer.config.logs import configure_logging
+    from streamer.config.settings import load_settings
     from topologies import DEFAULT_TOPOLOGIES
 
     class Buggy:

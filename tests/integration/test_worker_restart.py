@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from streamer.messages import UploadMessage
-from streamer.producer import publish
+from streamer.core.messages import UploadMessage
+from streamer.ingest.producer import publish
 from tests.integration.conftest import Scenario, wait_for
 from tests.integration.test_ingest_e2e import image_uploads
 

@@ -1,7 +1,7 @@
 import pytest
 
-from streamer.embedders import ImageEmbedder, TextEmbedder, load_embedder
-from streamer.settings import FetchSettings
+from streamer.models.embedders import ImageEmbedder, TextEmbedder, load_embedder
+from streamer.config.settings import FetchSettings
 from topologies import IMAGE, TEXT
 
 

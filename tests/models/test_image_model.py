@@ -8,7 +8,7 @@ from skimage import data
 from timm.data import ImageNetInfo
 
 from operators.image_embed import load_state_dict_by_order, load_timm_model
-from streamer.embedders import ImageEmbedder
+from streamer.models.embedders import ImageEmbedder
 from tests.models.reference import timm_reference
 from topologies.image import efficientnet_lite0_weights
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from operators.device import autocast, resolve_precision, to_device
-from streamer.embedders import ImageEmbedder, TextEmbedder, load_embedder
-from streamer.samples import TEXT_PAIRS
-from streamer.settings import FetchSettings
+from streamer.models.embedders import ImageEmbedder, TextEmbedder, load_embedder
+from streamer.demo.samples import TEXT_PAIRS
+from streamer.config.settings import FetchSettings
 from tests.models.test_image_model import jpeg_bytes, photo
 from topologies import IMAGE, TEXT
 

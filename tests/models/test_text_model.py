@@ -1,6 +1,6 @@
 import numpy as np
 
-from streamer.embedders import TextEmbedder
+from streamer.models.embedders import TextEmbedder
 from tests.models.reference import sentence_transformers_reference
 
 SENTENCES = ["A cup of coffee on a wooden table.", "The cat sleeps.", "Rockets launch at dawn."]

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from streamer.calibration import CalibrationCache, fingerprint
-from streamer.settings import load_settings
-from streamer.worker import load_embedders
+from streamer.models.calibration import CalibrationCache, fingerprint
+from streamer.config.settings import load_settings
+from streamer.worker.assembly import load_embedders
 from topologies import TEXT
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from streamer.calibration import (
+from streamer.models.calibration import (
     Calibration,
     CalibrationCache,
     calibrate,

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from operators.decode import ImageDecoder, TextDecoder
-from streamer.errors import DecodeError
+from streamer.core.errors import DecodeError
 
 
 def jpeg(width: int, height: int) -> bytes:

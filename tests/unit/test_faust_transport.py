@@ -7,8 +7,8 @@ from pathlib import Path
 
 import faust
 
-from streamer.app import create_app
-from streamer.settings import load_settings
+from streamer.worker.app import create_app
+from streamer.config.settings import load_settings
 from topologies import TEXT
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from operators.fetch import Fetcher, FileFetcher, path_to_uri
-from streamer.errors import FetchError
+from streamer.core.errors import FetchError
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamer.errors import QueryError
-from streamer.filters import build_filter, literal
+from streamer.core.errors import QueryError
+from streamer.query.filters import build_filter, literal
 
 ALLOWED = ("tenant", "lang", "n")
 

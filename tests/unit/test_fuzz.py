@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from operators.decode import ImageDecoder, TextDecoder
-from streamer.errors import DecodeError, InvalidMessage
-from streamer.messages import UploadMessage, parse_upload
+from streamer.core.errors import DecodeError, InvalidMessage
+from streamer.core.messages import UploadMessage, parse_upload
 
 EXAMPLES = int(os.environ.get("STREAMER_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

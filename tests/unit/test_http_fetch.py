@@ -13,7 +13,7 @@ import pytest
 
 from operators.fetch import Fetcher, FileFetcher
 from operators.http_fetch import HttpFetcher, address_refusal
-from streamer.errors import FetchError
+from streamer.core.errors import FetchError
 
 FAKE_DNS = {
     "metadata.google.internal": ["169.254.169.254"],

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from streamer.inflight import InFlightWindow
+from streamer.ingest.inflight import InFlightWindow
 
 
 def run(coro):  # type: ignore[no-untyped-def]

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from operators.fetch import Fetcher, FileFetcher, path_to_uri
-from streamer.dedupe import DedupeCache
-from streamer.embedders import EmbedderPool
-from streamer.errors import SinkError
-from streamer.ingest import IngestPipeline, IngestReport, Record
-from streamer.stats import Stats
+from streamer.ingest.dedupe import DedupeCache
+from streamer.models.embedders import EmbedderPool
+from streamer.core.errors import SinkError
+from streamer.ingest.pipeline import IngestPipeline, IngestReport, Record
+from streamer.core.stats import Stats
 from streamer.testing import (
     FakeEmbedder,
     InMemoryHashes,

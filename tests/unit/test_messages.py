@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from streamer.errors import InvalidMessage
-from streamer.messages import DeadLetter, UploadMessage, infer_media_type, parse_upload
+from streamer.core.errors import InvalidMessage
+from streamer.core.messages import DeadLetter, UploadMessage, infer_media_type, parse_upload
 
 
 def encode(obj: object) -> bytes:

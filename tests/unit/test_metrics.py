@@ -2,7 +2,7 @@ import time
 import urllib.error
 import urllib.request
 
-from streamer.metrics import Health, Metrics, serve
+from streamer.core.metrics import Health, Metrics, serve
 from streamer.stack.processes import free_port
 
 

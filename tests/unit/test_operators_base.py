@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from operators import check_batch, l2_normalize, map_items
-from streamer.errors import BatchContractError, DecodeError
+from streamer.core.errors import BatchContractError, DecodeError
 
 
 def test_batch_contract() -> None:

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from streamer.errors import StreamerError
-from streamer.producer import asset_id_for, expand_sources, text_upload
+from streamer.core.errors import StreamerError
+from streamer.ingest.producer import asset_id_for, expand_sources, text_upload
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from operators.s3_fetch import S3Fetcher
-from streamer.errors import FetchError
+from streamer.core.errors import FetchError
 from streamer.stack.processes import free_port
 
 

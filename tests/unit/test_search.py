@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from operators.fetch import Fetcher, FileFetcher
-from streamer.search import Answer, SearchService
-from streamer.stats import Stats
-from streamer.store import VectorRow
+from streamer.query.service import Answer, SearchService
+from streamer.core.stats import Stats
+from streamer.storage.store import VectorRow
 from streamer.testing import FakeEmbedder, InMemoryVectorStore, fake_pool
 from topologies import IMAGE, TEXT
 

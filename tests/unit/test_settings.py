@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from streamer.errors import ConfigError
-from streamer.settings import load_settings
+from streamer.core.errors import ConfigError
+from streamer.config.settings import load_settings
 
 
 def test_defaults_without_environment(tmp_path: Path) -> None:
@@ -64,7 +64,7 @@ def test_stack_file_fills_addresses_and_environment_wins(tmp_path: Path) -> None
 
 
 def test_credentials_are_secrets_never_shown(tmp_path: Path) -> None:
-    from streamer.connections import faust_credentials, kafka_options
+    from streamer.config.connections import faust_credentials, kafka_options
 
     settings = load_settings(
         {

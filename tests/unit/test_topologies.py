@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.errors import ConfigError
+from streamer.core.errors import ConfigError
 from topologies import IMAGE, TEXT, BatchPolicy, TextModelSpec, TimmModelSpec, Topology
 
 

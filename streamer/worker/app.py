@@ -1,7 +1,7 @@
 """The faust app: the ingest agent on ``media.uploads`` and its dead-letter topic.
 
 The agent takes micro-batches without acknowledging them (``noack_take``), runs them through
-the :class:`~streamer.ingest.IngestPipeline`, publishes dead letters and waits for their
+the :class:`~streamer.ingest.pipeline.IngestPipeline`, publishes dead letters and waits for their
 delivery, and only then acknowledges the events, so an offset is committed only after the
 vector store and the dead-letter topic both have what the batch produced. (``take()`` would
 acknowledge a batch even when its processing raised.) A crashed agent stops the worker instead
@@ -20,22 +20,22 @@ from typing import Any
 import faust
 from mode import CrashingSupervisor
 
-from streamer.connections import faust_credentials
-from streamer.errors import TransientError
-from streamer.faust_transport import StreamerApp
-from streamer.inflight import InFlightWindow
-from streamer.ingest import (
+from streamer.config.connections import faust_credentials
+from streamer.core.errors import TransientError
+from streamer.worker.transport import StreamerApp
+from streamer.ingest.inflight import InFlightWindow
+from streamer.ingest.pipeline import (
     IngestPipeline,
     IngestReport,
     Record,
     attempts_header,
     retry_transient,
 )
-from streamer.messages import DeadLetter
-from streamer.metrics import Health, Metrics
-from streamer.query_agent import QueryAgent
-from streamer.search import SearchService
-from streamer.settings import Settings
+from streamer.core.messages import DeadLetter
+from streamer.core.metrics import Health, Metrics
+from streamer.query.agent import QueryAgent
+from streamer.query.service import SearchService
+from streamer.config.settings import Settings
 from topologies.base import Topology
 
 __all__ = ["create_app"]

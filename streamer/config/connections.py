@@ -10,7 +10,7 @@ from typing import Any
 import redis
 from aiokafka.helpers import create_ssl_context
 
-from streamer.settings import KafkaSettings, RedisSettings
+from streamer.config.settings import KafkaSettings, RedisSettings
 
 __all__ = ["faust_credentials", "kafka_options", "redis_client"]
 

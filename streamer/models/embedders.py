@@ -16,8 +16,8 @@ from PIL import Image
 
 from operators.decode import ImageDecoder, TextDecoder
 from operators.device import resolve_device
-from streamer.errors import EmbedError
-from streamer.settings import FetchSettings
+from streamer.core.errors import EmbedError
+from streamer.config.settings import FetchSettings
 from topologies.base import TextModelSpec, TimmModelSpec, Topology
 
 __all__ = ["Embedder", "EmbedderPool", "ImageEmbedder", "TextEmbedder", "load_embedder"]
@@ -137,7 +137,7 @@ class TextEmbedder(_BoundModel):
         return self.decoder.decode(data)
 
     def sample_inputs(self, n: int) -> list[Any]:
-        from streamer.samples import TEXT_PAIRS
+        from streamer.demo.samples import TEXT_PAIRS
 
         sentences = [text for pair in TEXT_PAIRS for text in pair]
         return [sentences[i % len(sentences)] for i in range(n)]

@@ -21,19 +21,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from operators.fetch import path_to_uri
-from streamer.client import SearchClient
-from streamer.connections import redis_client
-from streamer.errors import StreamerError
-from streamer.messages import SearchResult, UploadMessage
-from streamer.producer import publish_raw
-from streamer.samples import TEXT_PAIRS, transformed_copy, write_photos
-from streamer.settings import Settings, load_settings, namespaced, settings_env
+from streamer.query.client import SearchClient
+from streamer.config.connections import redis_client
+from streamer.core.errors import StreamerError
+from streamer.core.messages import SearchResult, UploadMessage
+from streamer.ingest.producer import publish_raw
+from streamer.demo.samples import TEXT_PAIRS, transformed_copy, write_photos
+from streamer.config.settings import Settings, load_settings, namespaced, settings_env
 from streamer.stack.embedded import down as stack_down
 from streamer.stack.embedded import up as stack_up
 from streamer.stack.processes import start_worker, terminate
-from streamer.stats import Stats
-from streamer.store import VectorStore
-from streamer.topics import ensure_topics
+from streamer.core.stats import Stats
+from streamer.storage.store import VectorStore
+from streamer.config.topics import ensure_topics
 from topologies import DEFAULT_TOPOLOGIES
 
 __all__ = ["run_demo"]

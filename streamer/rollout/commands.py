@@ -23,17 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from streamer.connections import redis_client
-from streamer.dedupe import DedupeCache
-from streamer.embedders import EmbedderPool
-from streamer.errors import ConfigError, StageError, StreamerError
-from streamer.fetching import fetcher_for
-from streamer.ingest import IngestPipeline, Record
-from streamer.messages import UploadMessage
-from streamer.registry import Registry, RolloutState
-from streamer.settings import Settings
-from streamer.stats import Stats
-from streamer.store import VectorStore
+from streamer.config.connections import redis_client
+from streamer.ingest.dedupe import DedupeCache
+from streamer.models.embedders import EmbedderPool
+from streamer.core.errors import ConfigError, StageError, StreamerError
+from streamer.config.fetching import fetcher_for
+from streamer.ingest.pipeline import IngestPipeline, Record
+from streamer.core.messages import UploadMessage
+from streamer.rollout.registry import Registry, RolloutState
+from streamer.config.settings import Settings
+from streamer.core.stats import Stats
+from streamer.storage.store import VectorStore
 from topologies.base import Topology
 
 __all__ = ["BackfillProgress", "RolloutError", "Rollouts"]

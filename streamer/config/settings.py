@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from streamer.errors import ConfigError
+from streamer.core.errors import ConfigError
 
 __all__ = [
     "BatchingSettings",

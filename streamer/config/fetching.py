@@ -5,7 +5,7 @@ from __future__ import annotations
 from operators.fetch import Fetcher, FileFetcher
 from operators.http_fetch import HttpFetcher
 from operators.s3_fetch import S3Fetcher
-from streamer.settings import FetchSettings
+from streamer.config.settings import FetchSettings
 
 __all__ = ["fetcher_for"]
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from streamer.embedders import Embedder
+from streamer.models.embedders import Embedder
 
 __all__ = [
     "Calibration",

@@ -21,8 +21,8 @@ import numpy as np
 import numpy.typing as npt
 from pymilvus import DataType, MilvusClient, MilvusException
 
-from streamer.errors import SinkError, TransientError
-from streamer.settings import MilvusSettings
+from streamer.core.errors import SinkError, TransientError
+from streamer.config.settings import MilvusSettings
 
 __all__ = ["SearchHit", "StoredRow", "VectorRow", "VectorStore", "escape_literal", "id_filter"]
 

@@ -19,10 +19,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from mode import Service
 
-from streamer.connections import kafka_options
-from streamer.metrics import Metrics
-from streamer.search import SearchService
-from streamer.settings import Settings
+from streamer.config.connections import kafka_options
+from streamer.core.metrics import Metrics
+from streamer.query.service import SearchService
+from streamer.config.settings import Settings
 
 __all__ = ["QueryAgent"]
 

@@ -23,13 +23,13 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from operators.fetch import Fetcher
-from streamer.embedders import Embedder, EmbedderPool
-from streamer.errors import QueryError, StageError
-from streamer.filters import build_filter
-from streamer.ingest import retry_transient
-from streamer.messages import Hit, SearchRequest, SearchResult, infer_media_type
-from streamer.stats import Stats
-from streamer.store import VectorStore
+from streamer.models.embedders import Embedder, EmbedderPool
+from streamer.core.errors import QueryError, StageError
+from streamer.query.filters import build_filter
+from streamer.ingest.pipeline import retry_transient
+from streamer.core.messages import Hit, SearchRequest, SearchResult, infer_media_type
+from streamer.core.stats import Stats
+from streamer.storage.store import VectorStore
 from topologies.base import Topology
 
 __all__ = ["Answer", "SearchService"]

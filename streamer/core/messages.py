@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from streamer.errors import InvalidMessage, Stage, StageError
+from streamer.core.errors import InvalidMessage, Stage, StageError
 
 __all__ = [
     "DeadLetter",

@@ -14,21 +14,21 @@ import faust
 import redis
 
 from operators.device import resolve_device
-from streamer.app import AGENTS, create_app
-from streamer.calibration import CalibrationCache, calibrated_batch_size
-from streamer.connections import redis_client
-from streamer.dedupe import DedupeCache
-from streamer.embedders import Embedder, EmbedderPool, load_embedder
-from streamer.fetching import fetcher_for
-from streamer.ingest import IngestPipeline
-from streamer.logs import configure_logging
-from streamer.metrics import Health, Metrics, serve
-from streamer.registry import Registry
-from streamer.search import SearchService
-from streamer.settings import Settings
-from streamer.stats import Stats
-from streamer.store import VectorStore
-from streamer.topics import ensure_topics
+from streamer.worker.app import AGENTS, create_app
+from streamer.models.calibration import CalibrationCache, calibrated_batch_size
+from streamer.config.connections import redis_client
+from streamer.ingest.dedupe import DedupeCache
+from streamer.models.embedders import Embedder, EmbedderPool, load_embedder
+from streamer.config.fetching import fetcher_for
+from streamer.ingest.pipeline import IngestPipeline
+from streamer.config.logs import configure_logging
+from streamer.core.metrics import Health, Metrics, serve
+from streamer.rollout.registry import Registry
+from streamer.query.service import SearchService
+from streamer.config.settings import Settings
+from streamer.core.stats import Stats
+from streamer.storage.store import VectorStore
+from streamer.config.topics import ensure_topics
 from topologies.base import Topology
 
 __all__ = ["build_pipeline", "load_embedders", "run_worker"]

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from operators.fetch import Fetcher
-from streamer.dedupe import DedupeCache, content_hash, row_digest, source_digest
-from streamer.embedders import Embedder, EmbedderPool
-from streamer.errors import (
+from streamer.ingest.dedupe import DedupeCache, content_hash, row_digest, source_digest
+from streamer.models.embedders import Embedder, EmbedderPool
+from streamer.core.errors import (
     DecodeError,
     EmbedError,
     FetchError,
@@ -31,9 +31,9 @@ from streamer.errors import (
     StageError,
     TransientError,
 )
-from streamer.messages import DeadLetter, UploadMessage, parse_upload
-from streamer.stats import Stats
-from streamer.store import StoredRow, VectorRow, VectorStore
+from streamer.core.messages import DeadLetter, UploadMessage, parse_upload
+from streamer.core.stats import Stats
+from streamer.storage.store import StoredRow, VectorRow, VectorStore
 from topologies.base import BatchPolicy, Topology
 
 __all__ = ["IngestPipeline", "IngestReport", "Record", "attempts_header", "retry_transient"]

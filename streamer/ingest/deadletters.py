@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from streamer.connections import kafka_options
-from streamer.settings import KafkaSettings
+from streamer.config.connections import kafka_options
+from streamer.config.settings import KafkaSettings
 
 __all__ = ["Letter", "list_letters", "replay_letters"]
 

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from streamer.connections import kafka_options
-from streamer.errors import TransientError
-from streamer.settings import KafkaSettings
+from streamer.config.connections import kafka_options
+from streamer.core.errors import TransientError
+from streamer.config.settings import KafkaSettings
 
 __all__ = ["ensure_topics", "topic_names"]
 

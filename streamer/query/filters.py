@@ -12,7 +12,7 @@ import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from streamer.errors import QueryError
+from streamer.core.errors import QueryError
 
 __all__ = ["MAX_FILTER_VALUES", "MAX_VALUE_CHARS", "build_filter", "literal"]
 

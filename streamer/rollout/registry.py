@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import redis
 
-from streamer.errors import StreamerError
-from streamer.store import VectorStore
+from streamer.core.errors import StreamerError
+from streamer.storage.store import VectorStore
 from topologies.base import Topology
 
 __all__ = ["Registry", "RolloutConflict", "RolloutState"]

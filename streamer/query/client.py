@@ -24,10 +24,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from streamer.connections import kafka_options
-from streamer.errors import NoAnswer, TransientError
-from streamer.messages import SearchRequest, SearchResult
-from streamer.settings import KafkaSettings
+from streamer.config.connections import kafka_options
+from streamer.core.errors import NoAnswer, TransientError
+from streamer.core.messages import SearchRequest, SearchResult
+from streamer.config.settings import KafkaSettings
 
 __all__ = ["SearchClient", "SyncSearchClient"]
 
