@@ -1,18 +1,23 @@
-"""Atomic, typed units of work that topologies compose: fetch, decode, embed, normalize."""
+"""Atomic, typed operators that topologies compose: fetch, decode, preprocess, embed, normalize.
 
-from operators.base import check_batch, map_items
-from operators.decode import IMAGE_FORMATS, ImageDecoder, TextDecoder
-from operators.fetch import Fetcher, FileFetcher, path_to_uri
-from operators.normalize import l2_normalize
+Each is a declaration (see :mod:`streamer.runner.operator` for the contract); a topology
+imports the ones it uses. The model stages load their weights only when they are bound.
+"""
+
+from operators.decode import IMAGE_FORMATS, DecodeImage, DecodeText, ImageDecoder, TextDecoder
+from operators.fetch import Fetch, Fetcher, FileFetcher, path_to_uri
+from operators.normalize import Normalize, l2_normalize
 
 __all__ = [
     "IMAGE_FORMATS",
+    "DecodeImage",
+    "DecodeText",
+    "Fetch",
     "Fetcher",
     "FileFetcher",
     "ImageDecoder",
+    "Normalize",
     "TextDecoder",
-    "check_batch",
     "l2_normalize",
-    "map_items",
     "path_to_uri",
 ]

@@ -3,19 +3,26 @@
 JPEGs are decoded at reduced size (libjpeg's DCT scaling) when the model input is much smaller
 than the photo, which is several times faster and, after the model's own resize, gives the
 same embedding. The pixel count is checked from the header, before any pixel is allocated.
+The stages :class:`DecodeImage` and :class:`DecodeText` take their caps from the settings.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from io import BytesIO
+from typing import TYPE_CHECKING, Protocol
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from streamer.core.errors import DecodeError
+from streamer.runner.operator import BoundCpu, CpuOperator
 
-__all__ = ["IMAGE_FORMATS", "ImageDecoder", "TextDecoder"]
+if TYPE_CHECKING:
+    from streamer.runner.context import Context
+
+__all__ = ["IMAGE_FORMATS", "DecodeImage", "DecodeText", "ImageDecoder", "SizeHint", "TextDecoder"]
 
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
@@ -80,3 +87,55 @@ class TextDecoder:
         if "\x00" in text:
             raise DecodeError("text contains NUL bytes (binary data?)")
         return text
+
+
+class SizeHint(Protocol):
+    """Something that knows the shortest image side its transform needs (a model spec)."""
+
+    def resize_side(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class DecodeImage(CpuOperator[bytes, Image.Image]):
+    """Bytes to an upright RGB image. ``min_side``: JPEGs may be decoded at reduced size, never
+    below this side (an int, or the model whose transform follows, e.g. ``DecodeImage(
+    min_side=EFFNET)``); ``None`` decodes at full size. ``max_pixels`` defaults to
+    ``STREAMER_FETCH_MAX_IMAGE_PIXELS``."""
+
+    name = "decode"
+    takes = bytes
+    gives = Image.Image
+    error = DecodeError
+
+    min_side: int | SizeHint | None = None
+    max_pixels: int | None = None
+
+    def bind(self, context: Context) -> BoundCpu[bytes, Image.Image]:
+        side = (
+            self.min_side if isinstance(self.min_side, int | None) else self.min_side.resize_side()
+        )
+        decoder = ImageDecoder(
+            max_pixels=self.max_pixels or context.fetch.max_image_pixels, min_side=side
+        )
+        return BoundCpu(self, decoder.decode)
+
+    def baseline(self) -> DecodeImage:
+        """Full-size decoding, as a per-item runtime would do it."""
+        return DecodeImage(min_side=None, max_pixels=self.max_pixels)
+
+
+@dataclass(frozen=True)
+class DecodeText(CpuOperator[bytes, str]):
+    """Bytes to stripped, non-empty UTF-8 text of at most ``max_bytes`` (default
+    ``STREAMER_FETCH_MAX_TEXT_BYTES``)."""
+
+    name = "decode"
+    takes = bytes
+    gives = str
+    error = DecodeError
+
+    max_bytes: int | None = None
+
+    def bind(self, context: Context) -> BoundCpu[bytes, str]:
+        decoder = TextDecoder(max_bytes=self.max_bytes or context.fetch.max_text_bytes)
+        return BoundCpu(self, decoder.decode)

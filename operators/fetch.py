@@ -1,8 +1,9 @@
 """Fetch the bytes behind a media URI, refusing anything outside what the worker may read.
 
-``file://`` URIs must resolve, after following every symlink, to a regular file under one of the
-configured media roots. Other schemes are refused with a typed error until their guarded
-fetchers exist.
+:class:`Fetch` is the first stage of a topology: a :class:`~streamer.runner.operator.Source`
+in, its content's bytes out. ``file://`` URIs must resolve, after following every symlink, to
+a regular file under one of the configured media roots; ``http(s)://`` and ``s3://`` go
+through their guarded fetchers; any other scheme is refused with a typed error.
 """
 
 from __future__ import annotations
@@ -12,13 +13,19 @@ import stat
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from operators.http_fetch import HttpFetcher
 from operators.s3_fetch import S3Fetcher
+from streamer.config.settings import FetchSettings
 from streamer.core.errors import FetchError
+from streamer.runner.operator import BoundCpu, CpuOperator, Source
 
-__all__ = ["Fetcher", "FileFetcher", "path_to_uri"]
+if TYPE_CHECKING:
+    from streamer.runner.context import Context
+
+__all__ = ["Fetch", "Fetcher", "FileFetcher", "context_fetcher", "fetcher_for", "path_to_uri"]
 
 
 def path_to_uri(path: Path) -> str:
@@ -163,3 +170,68 @@ class Fetcher:
         if scheme == "s3" and self.s3 is not None:
             return self.s3.fetch(uri)
         raise FetchError(f"scheme {scheme or '(none)'!r} is not enabled on this worker: {uri!r}")
+
+
+def fetcher_for(fetch: FetchSettings) -> Fetcher:
+    """The guarded fetcher of every enabled scheme, with the caps of ``fetch``."""
+    http = (
+        HttpFetcher(
+            max_bytes=fetch.max_bytes,
+            timeout_s=fetch.http_timeout_s,
+            max_redirects=fetch.http_max_redirects,
+            allow_hosts=fetch.allow_hosts,
+            deny_hosts=fetch.deny_hosts,
+            allow_networks=fetch.allow_networks,
+        )
+        if fetch.http_enabled
+        else None
+    )
+    s3 = (
+        S3Fetcher(
+            max_bytes=fetch.max_bytes,
+            timeout_s=fetch.http_timeout_s,
+            endpoint_url=fetch.s3_endpoint_url,
+            allow_buckets=fetch.allow_buckets,
+        )
+        if fetch.s3_enabled
+        else None
+    )
+    return Fetcher(FileFetcher(fetch.media_roots, max_bytes=fetch.max_bytes), http, s3)
+
+
+def context_fetcher(context: Context) -> Fetcher:
+    """The one fetcher of a binding context (every Fetch stage bound in it shares it)."""
+    return context.shared(_fetcher_of)
+
+
+def _fetcher_of(context: Context) -> Fetcher:
+    return fetcher_for(context.fetch)
+
+
+class _BoundFetch:
+    """Fetch bound to the process's fetcher; also tells whether a source is unchanged."""
+
+    def __init__(self, fetcher: Fetcher) -> None:
+        self.fetcher = fetcher
+
+    def __call__(self, source: Source) -> bytes:
+        if source.text is not None:
+            return source.text.encode()
+        assert source.uri is not None
+        return self.fetcher.fetch(source.uri)
+
+    def validator(self, source: Source) -> str | None:
+        return self.fetcher.validator(source.uri) if source.uri is not None else None
+
+
+class Fetch(CpuOperator[Source, bytes]):
+    """The content of a source: the bytes behind its URI (``file://`` confined to the media
+    roots, guarded ``http(s)://``, ``s3://``), or its inline text as UTF-8."""
+
+    name = "fetch"
+    takes = Source
+    gives = bytes
+    error = FetchError
+
+    def bind(self, context: Context) -> BoundCpu[Source, bytes]:
+        return BoundCpu(self, _BoundFetch(context_fetcher(context)))

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["l2_normalize"]
+from streamer.core.errors import EmbedError
+from streamer.runner.operator import VECTOR, CpuOperator, Vector
+
+__all__ = ["Normalize", "l2_normalize"]
 
 
 def l2_normalize(vectors: npt.ArrayLike, *, eps: float = 1e-12) -> npt.NDArray[np.float32]:
@@ -15,3 +18,20 @@ def l2_normalize(vectors: npt.ArrayLike, *, eps: float = 1e-12) -> npt.NDArray[n
         array = array[None, :]
     norms = np.linalg.norm(array, axis=1, keepdims=True)
     return array / np.maximum(norms, eps)
+
+
+class Normalize(CpuOperator[Vector, Vector]):
+    """A vector scaled to unit length, so that inner product is cosine. A zero or non-finite
+    vector has no direction: it is that item's error, never a stored row."""
+
+    name = "normalize"
+    takes = VECTOR
+    gives = VECTOR
+    error = EmbedError
+
+    def apply(self, item: Vector) -> Vector:
+        vector = np.asarray(item, dtype=np.float32).reshape(-1)
+        norm = float(np.linalg.norm(vector))
+        if not np.isfinite(norm) or norm == 0.0:
+            raise EmbedError(f"cannot normalise a vector of norm {norm}")
+        return vector / norm

@@ -9,13 +9,14 @@ for landscape photos, and within 2 grey levels elsewhere (Pillow may run the two
 full resize in the other order, which rounds differently; tested).
 
 Its output is a ``uint8`` CHW tensor: the model normalises a whole batch at once (on the GPU
-when there is one, after a copy four times smaller than float pixels).
+when there is one, after a copy four times smaller than float pixels). :class:`TimmPreprocess`
+is the stage: an image in, the model's input out, by the model's own data configuration.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,7 +24,14 @@ from PIL import Image
 from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
-__all__ = ["CropResize", "Normalizer", "fuse"]
+from operators.timm_model import TimmModel
+from streamer.core.errors import DecodeError
+from streamer.runner.operator import BoundCpu, CpuOperator
+
+if TYPE_CHECKING:
+    from streamer.runner.context import Context
+
+__all__ = ["CropResize", "Normalizer", "TimmPreprocess", "fuse", "timm_transform"]
 
 # Pillow's filter support (in source pixels at scale 1) for the filters a transform may name
 _SUPPORT = {
@@ -134,3 +142,47 @@ def fuse(transform: Any) -> tuple[CropResize, Normalizer] | None:
     if height > size or width > size:
         return None
     return CropResize(size, height, width, resample), Normalizer(normalize.mean, normalize.std)
+
+
+def timm_transform(model: TimmModel) -> Any:
+    """timm's evaluation transform for ``model`` (resize, center crop, to tensor, normalise)."""
+    from timm.data import create_transform
+
+    return create_transform(**model.data_config(), is_training=False)
+
+
+class _Transform:
+    """A transform that is not fused: its output is the normalised float tensor."""
+
+    def __init__(self, transform: Any) -> None:
+        self.transform = transform
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        tensor = self.transform(image)
+        assert isinstance(tensor, torch.Tensor)
+        return tensor
+
+
+@dataclass(frozen=True)
+class TimmPreprocess(CpuOperator[Image.Image, torch.Tensor]):
+    """An image to the input of ``model``: timm's evaluation transform, fused where it has the
+    usual shape (resize, center crop, normalise: only the kept pixels are resampled, the crop
+    stays ``uint8`` and the embed stage normalises the batch on its device). ``fused=False``
+    runs timm's transform as it comes."""
+
+    name = "preprocess"
+    takes = Image.Image
+    gives = torch.Tensor
+    error = DecodeError
+
+    model: TimmModel
+    fused: bool = True
+
+    def bind(self, context: Context) -> BoundCpu[Image.Image, torch.Tensor]:
+        transform = timm_transform(self.model)
+        fused = fuse(transform) if self.fused else None
+        return BoundCpu(self, fused[0] if fused is not None else _Transform(transform))
+
+    def baseline(self) -> TimmPreprocess:
+        """timm's transform as it comes (whole-image resize, float pixels)."""
+        return TimmPreprocess(self.model, fused=False)

@@ -1,21 +1,81 @@
-"""Sentence embeddings from a local transformers model with attention-masked mean pooling."""
+"""Sentence embeddings from a local transformers encoder, pooled over its tokens.
+
+:class:`TextEmbed` is the model stage: texts in, one vector per text out (attention-masked
+mean of the token vectors, or the first token's with ``pooling="cls"``). The model and its
+tokenizer load from a folder: nothing is fetched from a hub.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from transformers import AutoModel, AutoTokenizer
-from transformers.utils import logging as hf_logging
 
-from operators.device import autocast, resolve_precision
-from operators.normalize import l2_normalize
+from streamer.core.errors import EmbedError
+from streamer.runner.device import autocast, resolve_precision
+from streamer.runner.operator import VECTOR, LoadedModel, ModelOperator
 
-__all__ = ["TransformersTextEmbedder", "mean_pool"]
+__all__ = ["TextEmbed", "TransformersTextEmbedder", "mean_pool", "sample_sentences"]
+
+_WORDS = [
+    "a",
+    "quiet",
+    "harbour",
+    "at",
+    "dawn",
+    "with",
+    "fishing",
+    "boats",
+    "and",
+    "gulls",
+    "over",
+    "the",
+    "water",
+    "the",
+    "committee",
+    "approved",
+    "the",
+    "new",
+    "budget",
+    "after",
+    "a",
+    "long",
+    "debate",
+    "on",
+    "taxes",
+    "fresh",
+    "bread",
+    "and",
+    "coffee",
+    "on",
+    "a",
+    "wooden",
+    "table",
+    "near",
+    "the",
+    "window",
+    "researchers",
+    "measured",
+    "the",
+    "speed",
+    "of",
+    "the",
+    "river",
+    "after",
+    "heavy",
+    "rain",
+]
+
+
+def sample_sentences(n: int) -> list[str]:
+    """``n`` sentences of 8 to 24 words, like short captions and messages."""
+    rng = np.random.default_rng(0)
+    return [" ".join(rng.choice(_WORDS, size=int(rng.integers(8, 25)))) for _ in range(n)]
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -25,7 +85,8 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 
 
 class TransformersTextEmbedder:
-    """Batch-first text embedder: strings in, unit vectors out, one row per string."""
+    """A loaded encoder: a batch of texts in, pooled vectors out (one row per text, not yet
+    unit length)."""
 
     def __init__(
         self,
@@ -37,19 +98,22 @@ class TransformersTextEmbedder:
         precision: str = "auto",
     ) -> None:
         """``precision`` ``auto``: bf16/fp16 autocast on a GPU, fp32 on a CPU."""
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
         self.pooling = pooling
-        self.device = torch.device(device)
-        self.precision = resolve_precision(precision, device)
+        self.device = str(device)
+        self._device = torch.device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.max_length = max_length
         hf_logging.disable_progress_bar()
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
-        self.model.eval().to(self.device)
+        self.model.eval().to(self._device)
         self.dim = int(self.model.config.hidden_size)
         self.calls = 0
 
-    @torch.inference_mode()
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    def __call__(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         encoded = self.tokenizer(
@@ -58,12 +122,44 @@ class TransformersTextEmbedder:
             truncation=True,
             max_length=self.max_length,
             return_tensors="pt",
-        ).to(self.device, non_blocking=True)
-        with autocast(self.device, self.precision):
+        ).to(self._device, non_blocking=True)
+        with torch.inference_mode(), autocast(self._device, self.precision):
             hidden = self.model(**encoded).last_hidden_state.float()
         if self.pooling == "cls":
             pooled = hidden[:, 0]
         else:
             pooled = mean_pool(hidden, encoded["attention_mask"])
         self.calls += len(texts)
-        return l2_normalize(pooled.float().cpu().numpy())
+        return pooled.float().cpu().numpy()
+
+    def sample_inputs(self, n: int) -> list[str]:
+        return sample_sentences(n)
+
+
+@dataclass(frozen=True)
+class TextEmbed(ModelOperator[str, npt.NDArray[np.float32]]):
+    """Embed texts with the encoder in ``model_dir`` (a folder, or a function that finds it),
+    truncated to ``max_length`` tokens and pooled by ``pooling``."""
+
+    name = "embed"
+    takes = str
+    gives = VECTOR
+    error = EmbedError
+
+    model_dir: Path | Callable[[], Path]
+    max_length: int = 256
+    pooling: Literal["mean", "cls"] = "mean"
+
+    def load(self, device: str, precision: str) -> TransformersTextEmbedder:
+        folder = self.model_dir() if callable(self.model_dir) else self.model_dir
+        return TransformersTextEmbedder(
+            folder,
+            device=device,
+            max_length=self.max_length,
+            pooling=self.pooling,
+            precision=precision,
+        )
+
+    def output_dim(self, model: LoadedModel[Any, Any], upstream: int | None) -> int:
+        assert isinstance(model, TransformersTextEmbedder)
+        return model.dim

@@ -1,4 +1,5 @@
-"""In-process fakes of the vector store, the Redis hashes and an embedder, for unit tests.
+"""In-process fakes for unit tests: the vector store, the Redis hashes, and fake operators
+(a decoder and a model) composed into real topologies.
 
 They keep the real classes' contracts (and are checked against them by the integration
 tests, which run the real ones); they are never used by the product itself.
@@ -14,14 +15,25 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from operators.normalize import l2_normalize
-from streamer.models.embedders import EmbedderPool
-from streamer.core.errors import DecodeError, SinkError, TransientError
+from operators.fetch import Fetch
+from operators.normalize import Normalize
 from streamer.config.settings import MilvusSettings
+from streamer.core.errors import DecodeError, EmbedError, SinkError, TransientError
+from streamer.runner.operator import VECTOR, BatchPolicy, CpuOperator, LoadedModel, ModelOperator
+from streamer.runner.topology import ModelVersion, Topology
 from streamer.storage.store import SearchHit, StoredRow, VectorRow, VectorStore
-from topologies.base import Topology
 
-__all__ = ["FakeEmbedder", "InMemoryHashes", "InMemoryVectorStore", "fake_pool"]
+__all__ = [
+    "FakeDecode",
+    "FakeEmbed",
+    "FakeModel",
+    "InMemoryHashes",
+    "InMemoryVectorStore",
+    "Tally",
+    "fake_topology",
+    "tally",
+    "transient",
+]
 
 
 @dataclass
@@ -103,7 +115,7 @@ class InMemoryVectorStore(VectorStore):
         for asset_id in ids:
             self._resolve(name).rows.pop(asset_id, None)
 
-    def fetch(
+    def read_rows(
         self, name: str, ids: Sequence[str], *, with_vectors: bool = False
     ) -> dict[str, StoredRow]:
         self._maybe_fail()
@@ -182,51 +194,96 @@ class InMemoryHashes:
         self.hashes.clear()
 
 
-class FakeEmbedder:
-    """Deterministic vectors from the content; ``bad`` content fails decode, ``boom`` the model."""
+class FakeDecode(CpuOperator[bytes, bytes]):
+    """Passes bytes on; content starting with ``bad`` is refused, as a corrupt file would be."""
+
+    name = "decode"
+    takes = bytes
+    gives = bytes
+    error = DecodeError
+
+    def apply(self, item: bytes) -> bytes:
+        if item.startswith(b"bad"):
+            raise DecodeError("fake decoder refuses content starting with 'bad'")
+        return item
+
+
+@dataclass
+class Tally:
+    """What a fake model was asked to do: items embedded, and the size of each call."""
+
+    calls: int = 0
+    batches: list[int] = field(default_factory=list)
+
+
+class FakeModel:
+    """Deterministic vectors from the content; ``boom`` content makes the call fail."""
 
     device = "cpu"
     precision = "fp32"
 
-    def __init__(self, topology: Topology, dim: int = 8, version: str | None = None) -> None:
-        self.topology = topology
-        self.version = version or topology.model_version
+    def __init__(self, dim: int, tally: Tally) -> None:
         self.dim = dim
-        self.calls = 0
-        self.batches: list[int] = []
+        self.tally = tally
 
-    def sample_inputs(self, n: int) -> list[Any]:
+    def sample_inputs(self, n: int) -> list[bytes]:
         return [f"sample {i}".encode() for i in range(n)]
 
-    def prepare(self, data: bytes) -> Any:
-        if data.startswith(b"bad"):
-            raise DecodeError("fake decoder refuses content starting with 'bad'")
-        return data
-
-    def embed(self, prepared: Sequence[Any]) -> npt.NDArray[np.float32]:
-        if any(p.startswith(b"boom") for p in prepared):
+    def __call__(self, batch: Sequence[bytes]) -> npt.NDArray[np.float32]:
+        if any(p.startswith(b"boom") for p in batch):
             raise RuntimeError("fake model exploded")
-        self.calls += len(prepared)
-        self.batches.append(len(prepared))
-        rows = [np.random.default_rng(_seed(p)).normal(size=self.dim) for p in prepared]
-        return l2_normalize(np.stack(rows))
+        self.tally.calls += len(batch)
+        self.tally.batches.append(len(batch))
+        return np.stack([np.random.default_rng(_seed(p)).normal(size=self.dim) for p in batch])
+
+
+@dataclass(frozen=True)
+class FakeEmbed(ModelOperator[bytes, npt.NDArray[np.float32]]):
+    name = "embed"
+    takes = bytes
+    gives = VECTOR
+    error = EmbedError
+
+    dim: int = 8
+    tally: Tally = field(default_factory=Tally, compare=False)
+
+    def load(self, device: str, precision: str) -> FakeModel:
+        return FakeModel(self.dim, self.tally)
+
+    def output_dim(self, model: LoadedModel[Any, Any], upstream: int | None) -> int:
+        return self.dim
+
+
+def fake_topology(
+    name: str,
+    media_type: str,
+    *,
+    dim: int = 8,
+    batch: int = 4,
+    metadata_fields: tuple[str, ...] = ("tenant", "source", "category"),
+) -> Topology:
+    """fetch → fake decode → fake model → normalize, version ``<name>@1``, and a rollout
+    version ``<name>@2`` whose model gives vectors of ``dim + 2``."""
+    policy = BatchPolicy(batch, 10)
+    return Topology(
+        name=name,
+        media_type=media_type,
+        stages=(Fetch(), FakeDecode(), FakeEmbed(dim, batch=policy), Normalize()),
+        model_version=f"{name}@1",
+        alternatives=(ModelVersion(f"{name}@2", {"embed": FakeEmbed(dim + 2, batch=policy)}),),
+        metadata_fields=metadata_fields,
+    )
+
+
+def tally(topology: Topology, version: str | None = None) -> Tally:
+    """The tally of a fake topology's model."""
+    embed = next(s for s in topology.stages_for(version) if isinstance(s, FakeEmbed))
+    return embed.tally
 
 
 def transient(dependency: str = "milvus") -> TransientError:
-    return TransientError(dependency, "fake outage", retry_after_s=0.0)
+    return TransientError(dependency, "fake outage")
 
 
 def _seed(data: bytes) -> int:
     return int.from_bytes(hashlib.sha256(data).digest()[:4], "big")
-
-
-def fake_pool(defaults: Mapping[str, FakeEmbedder]) -> EmbedderPool:
-    """A pool serving ``defaults`` for each topology's own version and a fresh fake (of a
-    different dimension) for any other version, as a rollout candidate would be."""
-
-    def load(topology: Topology, version: str) -> FakeEmbedder:
-        if version == topology.model_version:
-            return defaults[topology.name]
-        return FakeEmbedder(topology, dim=defaults[topology.name].dim + 2, version=version)
-
-    return EmbedderPool(load)

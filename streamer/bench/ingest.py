@@ -1,12 +1,14 @@
 """``streamer bench``: ingest throughput against its ceiling and its baseline, in one run.
 
 All on the same machine, one after another, on the embedded stack (or the servers the settings
-name):
+name), for the first served topology of each medium (image and text):
 
-1. calibration: the fastest batch size of each model on this device (cached for the worker);
-2. model-only ceilings: forward passes on already decoded inputs at the calibrated size;
-3. naive baselines: one message at a time, full-size decode, batch 1, one upsert and one
-   commit per item (a per-item local runtime);
+1. calibration: the fastest batch size of each model stage on this device (cached for the
+   worker);
+2. model-only ceilings: the model stage alone, on inputs its topology already prepared, at the
+   calibrated size;
+3. naive baselines: one message at a time through the topology's baseline (full-size decode,
+   the model's transform as it comes), batch 1, one upsert and one commit per item;
 4. end to end through a real worker process: Kafka -> fetch -> decode -> embed -> Milvus, for
    distinct 1920x1280 JPEGs and for distinct short texts;
 5. re-delivery: the same image messages again (already indexed);
@@ -20,134 +22,84 @@ from __future__ import annotations
 
 import asyncio
 import os
-import platform
-import resource
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import redis
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from operators.fetch import path_to_uri
 from streamer.bench import BenchSizes
 from streamer.bench.chart import write_chart
 from streamer.bench.media import bench_texts, write_bench_photos
 from streamer.bench.naive import run_naive
+from streamer.bench.observe import Counters, RssSampler, own_peak_mb, status_mb, wait_received
+from streamer.bench.report import machine, memory_figures, print_figures, progress, ratios
+from streamer.config.connections import redis_client
+from streamer.config.settings import (
+    Settings,
+    available_cores,
+    load_settings,
+    namespaced,
+    settings_env,
+)
+from streamer.config.topics import ensure_topics
+from streamer.core.errors import ConfigError, StageError
+from streamer.core.messages import UploadMessage
+from streamer.ingest.producer import publish
 from streamer.models.calibration import (
     Calibration,
     CalibrationCache,
     calibrated_batch_size,
+    stage_label,
     throughput,
 )
-from streamer.config.connections import redis_client
-from streamer.models.embedders import Embedder, load_embedder
-from streamer.core.errors import StreamerError
-from streamer.config.fetching import fetcher_for
-from streamer.core.messages import UploadMessage
-from streamer.ingest.producer import publish
-from streamer.config.settings import Settings, available_cores, load_settings, namespaced, settings_env
+from streamer.runner.context import Context
+from streamer.runner.operator import ModelOperator, Source
+from streamer.runner.plan import Plan, Stage, bind
+from streamer.runner.runner import Runner
+from streamer.runner.topology import Topology
 from streamer.stack.embedded import down as stack_down
 from streamer.stack.embedded import up as stack_up
 from streamer.stack.processes import start_worker, terminate
-from streamer.core.stats import Stats
 from streamer.storage.store import VectorStore
-from streamer.config.topics import ensure_topics
-from topologies import IMAGE, TEXT
 
 __all__ = ["run_ingest_bench"]
 
 
-# ---------------------------------------------------------------------------------------------
-# worker process memory
-
-
-def _status_mb(pid: int, field: str) -> float:
-    """A ``VmRSS``/``VmHWM`` line of /proc/<pid>/status, in MB (0 when unreadable)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def _own_peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class _RssSampler(threading.Thread):
-    """Samples a process's RSS every ``every_s`` seconds; keeps the peak."""
-
-    def __init__(self, pid: int, every_s: float = 0.2) -> None:
-        super().__init__(daemon=True, name="rss-sampler")
-        self.pid, self.every_s = pid, every_s
-        self.peak_mb = 0.0
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.wait(self.every_s):
-            self.peak_mb = max(self.peak_mb, _status_mb(self.pid, "VmRSS"))
-
-    def stop(self) -> None:
-        self._stop_event.set()
-
-
-# ---------------------------------------------------------------------------------------------
-# phases
-
-
 def _model_ceiling(
-    embedder: Embedder, inputs: Sequence[Any], size: int, seconds: float, streams: int
+    stage: Stage, inputs: Sequence[Any], size: int, seconds: float, streams: int
 ) -> float:
-    """Items/s of forward passes over prepared ``inputs`` in chunks of ``size``, ``streams``
-    calls at once (as the worker runs them)."""
-    embedder.embed(list(inputs[:size]))  # warm
+    """Items/s of the model stage alone over prepared ``inputs`` in chunks of ``size``,
+    ``streams`` calls at once (as the worker runs them)."""
+    assert stage.model is not None
+    model = stage.model.model
+    model(list(inputs[:size]))  # warm
     chunks = [list(inputs[start : start + size]) for start in range(0, len(inputs), size)]
     with ThreadPoolExecutor(streams) as pool:
-        return throughput(embedder.embed, chunks, pool, min_time_s=seconds)
+        return throughput(model, chunks, pool, min_time_s=seconds)
 
 
-class _Counters:
-    """The pipeline counters every worker mirrors to Redis."""
-
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
-        self.stats = Stats(client, prefix=prefix)
-
-    def received(self) -> int:
-        return self.stats.read().get("received", 0)
-
-    def snapshot(self) -> dict[str, int]:
-        return self.stats.read()
+def _prepared(runner: Runner, plan: Plan, sources: Sequence[Source]) -> list[Any]:
+    """What the stages before the model make of ``sources``: the model's real inputs."""
+    outs = asyncio.run(runner.run(plan, sources, last=plan.model_index))
+    failed = [o for o in outs if isinstance(o, StageError)]
+    if failed:
+        raise failed[0]
+    return outs
 
 
-def _wait_received(
-    counters: _Counters,
-    target: int,
-    *,
-    worker: subprocess.Popen[bytes],
-    timeout_s: float,
-    on_tick: Callable[[int], None] = lambda received: None,
-) -> float:
-    """Wait until the workers have processed ``target`` messages in all; returns when."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        received = counters.received()
-        on_tick(received)
-        if received >= target:
-            return time.perf_counter()
-        if worker.poll() is not None:
-            raise StreamerError(f"the benchmark worker exited with {worker.returncode}")
-        if time.monotonic() > deadline:
-            raise StreamerError(f"timed out: {received} of {target} messages processed")
-        time.sleep(0.02)
+def _first_of(topologies: Sequence[Topology], media_type: str) -> Topology:
+    """The first served topology of ``media_type`` with a model stage to measure."""
+    for topology in topologies:
+        if topology.media_type == media_type and any(
+            isinstance(s, ModelOperator) for s in topology.stages
+        ):
+            return topology
+    raise ConfigError(f"the benchmark needs a served {media_type} topology with a model stage")
 
 
 def _image_uploads(paths: Sequence[Path], tag: str) -> list[UploadMessage]:
@@ -164,29 +116,22 @@ def _text_uploads(texts: Sequence[str], tag: str) -> list[UploadMessage]:
     ]
 
 
-def _machine() -> str:
-    import torch
-
-    from streamer.models.calibration import cpu_model
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
-    return f"{cpu_model()}, {cores} cores{gpu}, {platform.system()} {platform.machine()}"
-
-
-# ---------------------------------------------------------------------------------------------
-# the run
-
-
 def run_ingest_bench(
     base: Settings,
     sizes: BenchSizes | None = None,
     *,
+    topologies: Sequence[Topology] | None = None,
     chart: Path | None = Path("streamer-bench.png"),
     media_dir: Path | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
+    """Run every phase; ``topologies`` are those served (default: the settings'), of which
+    the first image and the first text topology are measured."""
+    from streamer.runner.served import load_topologies
+
     sizes = sizes or BenchSizes()
+    served = list(topologies or load_topologies(base.runtime.topologies))
+    measured = {"image": _first_of(served, "image"), "text": _first_of(served, "text")}
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     console = Console(stderr=quiet)
@@ -205,10 +150,10 @@ def run_ingest_bench(
     settings = namespaced(load_settings(), run_id, (media,))
     store = VectorStore(settings.milvus)
     client = redis_client(settings.redis)
-    counters = _Counters(client, settings.redis.key_prefix)
+    counters = Counters(client, settings.redis.key_prefix)
     worker: subprocess.Popen[bytes] | None = None
-    sampler: _RssSampler | None = None
-    figures: dict[str, Any] = {"machine": _machine()}
+    sampler: RssSampler | None = None
+    figures: dict[str, Any] = {"machine": machine()}
     memory_trace: list[tuple[int, float]] = []
     try:
         asyncio.run(ensure_topics(settings.kafka))
@@ -221,82 +166,91 @@ def run_ingest_bench(
         phase("loading models and calibrating batch sizes")
         import torch
 
-        from operators.device import resolve_device
+        from streamer.runner.device import resolve_device
 
         runtime = settings.runtime
         streams = runtime.streams_for(resolve_device(runtime.device))
         torch.set_num_threads(runtime.threads_per_stream(resolve_device(runtime.device)))
         figures["model_streams"] = streams
         figures["threads_per_stream"] = torch.get_num_threads()
+        context = Context.from_settings(settings)
         cache = CalibrationCache(settings.batching.calibration_cache)
-        embedders: dict[str, Embedder] = {}
+        plans: dict[str, Plan] = {}
         calibrations: dict[str, Calibration] = {}
-        for topology in (IMAGE, TEXT):
-            embedder = load_embedder(
-                topology,
-                settings.fetch,
-                settings.runtime.device,
-                precision=settings.runtime.precision,
-            )
+        for name, topology in measured.items():
+            plan = bind(topology, None, context)
+            stage = plan.models[0]
+            assert stage.model is not None
             calibration = calibrated_batch_size(
-                embedder,
+                stage.model.model,
+                label=stage_label(plan, stage),
                 mode="always",
                 candidates=settings.batching.calibration_sizes,
                 cache=cache,
                 streams=streams,
             )
             assert calibration is not None
-            embedders[topology.name] = embedder
-            calibrations[topology.name] = calibration
-        image, text = embedders["image"], embedders["text"]
-        figures["device"] = f"{image.device} ({image.precision})"
+            plans[name], calibrations[name] = plan, calibration
+        figures["device"] = f"{plans['image'].device} ({plans['image'].precision})"
         for name, calibration in calibrations.items():
             figures[f"{name}_batch_size"] = calibration.batch_size
             figures[f"{name}_calibration"] = calibration.items_per_s
 
-        # 2. model-only ceilings on already decoded inputs
+        # 2. model-only ceilings on inputs the topologies prepared
         phase("model-only ceilings")
-        prepared = [image.prepare(p.read_bytes()) for p in photos[:48]]
-        figures["image_model_ips"] = _model_ceiling(
-            image, prepared, calibrations["image"].batch_size, sizes.model_seconds, streams
-        )
         texts = bench_texts(sizes.texts, seed=1)
-        figures["text_model_ips"] = _model_ceiling(
-            text, texts[:1024], calibrations["text"].batch_size, sizes.model_seconds, streams
-        )
+        prepare = Runner.with_threads(available_cores(), 1, name="bench-prepare")
+        try:
+            inputs = {
+                "image": _prepared(
+                    prepare, plans["image"], [Source(uri=path_to_uri(p)) for p in photos[:48]]
+                ),
+                "text": _prepared(prepare, plans["text"], [Source(text=t) for t in texts[:1024]]),
+            }
+        finally:
+            prepare.close()
+        for name, plan in plans.items():
+            figures[f"{name}_model_ips"] = _model_ceiling(
+                plan.models[0], inputs[name], calibrations[name].batch_size, sizes.model_seconds,
+                streams,
+            )  # fmt: skip
+        del inputs
 
         # the naive runtime has one stream: give it every core
         torch.set_num_threads(available_cores())
 
-        # 3. naive baselines
-        fetcher = fetcher_for(settings.fetch)
-        for name, uploads in (
-            ("image", _image_uploads(naive_photos, "naive")),
-            ("text", _text_uploads(bench_texts(sizes.naive_texts, seed=2), "naive")),
-        ):
-            phase(f"naive baseline: {len(uploads)} {name} items one by one")
-            topic = f"{run_id}.naive.{name}"
-            asyncio.run(ensure_topics(settings.kafka, extra=(topic,)))
-            asyncio.run(publish(settings.kafka, uploads, topic=topic))
-            collection = f"{settings.milvus.collection_prefix}naive_{name}"
-            embedder = embedders[name]
-            store.ensure_collection(collection, embedder.dim)
-            with _progress(console, f"naive {name}", len(uploads)) as advance:
-                figures[f"{name}_naive_ips"] = asyncio.run(
-                    run_naive(
-                        settings.kafka,
-                        topic,
-                        len(uploads),
-                        embedder=embedder,
-                        fetcher=fetcher,
-                        store=store,
-                        collection=collection,
-                        max_pixels=settings.fetch.max_image_pixels,
-                        group=f"{run_id}-naive-{name}",
-                        progress=advance,
+        # 3. naive baselines: each topology's baseline, one item at a time
+        naive_runner = Runner.with_threads(1, 1, name="naive")
+        try:
+            for name, uploads in (
+                ("image", _image_uploads(naive_photos, "naive")),
+                ("text", _text_uploads(bench_texts(sizes.naive_texts, seed=2), "naive")),
+            ):
+                phase(f"naive baseline: {len(uploads)} {name} items one by one")
+                topic = f"{run_id}.naive.{name}"
+                asyncio.run(ensure_topics(settings.kafka, extra=(topic,)))
+                asyncio.run(publish(settings.kafka, uploads, topic=topic))
+                collection = f"{settings.milvus.collection_prefix}naive_{name}"
+                baseline = bind(measured[name].baseline(), None, context)
+                store.ensure_collection(collection, baseline.dim)
+                with progress(console, f"naive {name}", len(uploads)) as advance:
+                    figures[f"{name}_naive_ips"] = asyncio.run(
+                        run_naive(
+                            settings.kafka,
+                            topic,
+                            len(uploads),
+                            plan=baseline,
+                            runner=naive_runner,
+                            store=store,
+                            collection=collection,
+                            group=f"{run_id}-naive-{name}",
+                            progress=advance,
+                        )
                     )
-                )
-        del embedders, image, text, prepared
+                del baseline
+        finally:
+            naive_runner.close()
+        del plans
 
         # 4. end to end through a worker process
         phase("starting a worker (ingest agent) and warming it up")
@@ -305,19 +259,19 @@ def run_ingest_bench(
             settings.stack.state_dir / "bench-ingest-worker.log",
             agents="ingest",
         )
-        sampler = _RssSampler(worker.pid)
+        sampler = RssSampler(worker.pid)
         sampler.start()
         warm = [*_image_uploads(warm_photos, "warm"), *_text_uploads(["warm up"] * 1, "warm")]
         asyncio.run(publish(settings.kafka, warm))
-        _wait_received(counters, len(warm), worker=worker, timeout_s=300)
+        wait_received(counters, len(warm), worker=worker, timeout_s=300)
 
         def through_worker(label: str, uploads: Sequence[UploadMessage]) -> float:
             target = counters.received() + len(uploads)
-            with _progress(console, label, len(uploads)) as advance:
+            with progress(console, label, len(uploads)) as advance:
                 first = target - len(uploads)
                 started = time.perf_counter()
                 asyncio.run(publish(settings.kafka, uploads))
-                done = _wait_received(
+                done = wait_received(
                     counters,
                     target,
                     worker=worker,
@@ -349,13 +303,13 @@ def run_ingest_bench(
         def sample(received: int) -> None:
             done = received - first
             if not memory_trace or done - memory_trace[-1][0] >= sizes.memory_items / 200:
-                memory_trace.append((done, _status_mb(worker.pid, "VmRSS")))
+                memory_trace.append((done, status_mb(worker.pid, "VmRSS")))
             advance(done)
 
-        with _progress(console, "memory run", sizes.memory_items) as advance:
+        with progress(console, "memory run", sizes.memory_items) as advance:
             started = time.perf_counter()
             asyncio.run(publish(settings.kafka, _text_uploads(memory_texts, "mem")))
-            done = _wait_received(
+            done = wait_received(
                 counters,
                 first + sizes.memory_items,
                 worker=worker,
@@ -364,9 +318,9 @@ def run_ingest_bench(
             )
         sample(first + sizes.memory_items)
         figures["memory_run_ips"] = sizes.memory_items / (done - started)
-        figures.update(_memory_figures(memory_trace, sizes.memory_items))
-        figures["peak_rss_mb"] = max(_status_mb(worker.pid, "VmHWM"), sampler.peak_mb)
-        figures["bench_process_peak_rss_mb"] = _own_peak_mb()
+        figures.update(memory_figures(memory_trace, sizes.memory_items))
+        figures["peak_rss_mb"] = max(status_mb(worker.pid, "VmHWM"), sampler.peak_mb)
+        figures["bench_process_peak_rss_mb"] = own_peak_mb()
         totals = counters.snapshot()
         figures["dead_lettered"] = totals.get("dead_lettered", 0)
     finally:
@@ -381,103 +335,10 @@ def run_ingest_bench(
         store.close()
         if started_stack:
             stack_down(base)
-    figures.update(_ratios(figures))
+    figures.update(ratios(figures))
     figures["seconds"] = round(time.perf_counter() - began, 1)
     figures = {k: round(v, 2) if isinstance(v, float) else v for k, v in figures.items()}
     if chart is not None:
         figures["chart"] = str(write_chart(chart, figures, memory_trace))
-    _print(console, figures)
+    print_figures(console, figures)
     return figures
-
-
-def _memory_figures(trace: Sequence[tuple[int, float]], total: int) -> dict[str, float]:
-    """RSS once the run is warm (10 % done) against the highest RSS after it."""
-    warm = [rss for done, rss in trace if done >= total * 0.1]
-    if not warm:
-        return {"rss_warm_mb": 0.0, "rss_end_mb": 0.0, "rss_growth_pct": 0.0}
-    start, peak = warm[0], max(warm)
-    return {
-        "rss_warm_mb": start,
-        "rss_end_mb": trace[-1][1],
-        "rss_growth_pct": 100 * (peak - start) / start if start else 0.0,
-    }
-
-
-def _ratios(f: dict[str, Any]) -> dict[str, float]:
-    def ratio(a: str, b: str) -> float:
-        return round(float(f[a]) / max(float(f[b]), 1e-9), 2)
-
-    return {
-        "image_e2e_over_model": ratio("image_e2e_ips", "image_model_ips"),
-        "text_e2e_over_model": ratio("text_e2e_ips", "text_model_ips"),
-        "image_e2e_over_naive": ratio("image_e2e_ips", "image_naive_ips"),
-        "text_e2e_over_naive": ratio("text_e2e_ips", "text_naive_ips"),
-        "redelivery_over_first": ratio("redelivery_ips", "first_ingest_ips"),
-    }
-
-
-class _progress:
-    """A progress bar (``advance(done)`` sets the count) that disappears when done."""
-
-    def __init__(self, console: Console, label: str, total: int) -> None:
-        self.progress = Progress(
-            TextColumn(label),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        )
-        self.task = self.progress.add_task(label, total=total)
-
-    def __enter__(self) -> Callable[[int], None]:
-        self.progress.start()
-        return lambda done: self.progress.update(self.task, completed=max(0, done))
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-
-def _print(console: Console, f: dict[str, Any]) -> None:
-    table = Table(title=f"ingest benchmark on {f['machine']} ({f['device']})")
-    for column in ("measure", "items/s", "ratio", "goal"):
-        table.add_column(column)
-
-    def check(value: float, goal: float) -> str:
-        return f"{'✓' if value >= goal else '✗'} ≥ {goal}x"
-
-    table.add_row(
-        f"image model-only (batch {f['image_batch_size']})", f"{f['image_model_ips']}", "", ""
-    )
-    table.add_row(
-        "image end to end (1920x1280 JPEG)",
-        f"{f['image_e2e_ips']}",
-        f"{f['image_e2e_over_model']}x model, {f['image_e2e_over_naive']}x naive",
-        f"{check(f['image_e2e_over_model'], 0.8)} model, {check(f['image_e2e_over_naive'], 1.6)}",
-    )
-    table.add_row("image naive per-item", f"{f['image_naive_ips']}", "", "")
-    table.add_row(
-        f"text model-only (batch {f['text_batch_size']})", f"{f['text_model_ips']}", "", ""
-    )
-    table.add_row(
-        "text end to end",
-        f"{f['text_e2e_ips']}",
-        f"{f['text_e2e_over_model']}x model, {f['text_e2e_over_naive']}x naive",
-        f"{check(f['text_e2e_over_model'], 0.8)} model, {check(f['text_e2e_over_naive'], 4)}",
-    )
-    table.add_row("text naive per-item", f"{f['text_naive_ips']}", "", "")
-    table.add_row(
-        "re-delivery of indexed images",
-        f"{f['redelivery_ips']}",
-        f"{f['redelivery_over_first']}x first ingest",
-        check(f["redelivery_over_first"], 50),
-    )
-    table.add_row(
-        f"memory run ({f['memory_run_ips']} items/s)",
-        "",
-        f"RSS {f['rss_warm_mb']} -> {f['rss_end_mb']} MB ({f['rss_growth_pct']:+.1f} %)",
-        f"{'✓' if abs(f['rss_growth_pct']) <= 10 else '✗'} within 10 %",
-    )
-    table.add_row("worker peak RSS", f"{f['peak_rss_mb']} MB", "", "")
-    console.print(table)
-    console.print(f"took {f['seconds']} s" + (f"; chart: {f['chart']}" if "chart" in f else ""))

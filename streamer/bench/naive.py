@@ -1,7 +1,8 @@
 """The baseline: a per-item local runtime, the way a naive pipeline processes a stream.
 
-One message at a time: consume it, fetch, decode at full size, run the model on a batch of
-one, upsert one row, commit the offset, and only then take the next message. Same models, same
+One message at a time: consume it, fetch, decode at full size, preprocess with the model's
+transform as it comes, run the model on a batch of one, upsert one row, commit the offset, and
+only then take the next message. Same topology (its stages' baselines), same models, same
 servers, same machine as the streamer run it is compared with.
 """
 
@@ -12,26 +13,17 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from operators.decode import ImageDecoder
-from operators.fetch import Fetcher
 from streamer.config.connections import kafka_options
-from streamer.ingest.dedupe import content_hash
-from streamer.models.embedders import Embedder, ImageEmbedder
-from streamer.core.messages import parse_upload
 from streamer.config.settings import KafkaSettings
+from streamer.core.digests import content_hash
+from streamer.core.errors import StageError
+from streamer.core.messages import parse_upload
+from streamer.runner.operator import Source
+from streamer.runner.plan import Plan
+from streamer.runner.runner import Runner
 from streamer.storage.store import VectorRow, VectorStore
 
 __all__ = ["run_naive"]
-
-
-def _full_size_prepare(embedder: Embedder, max_pixels: int) -> Callable[[bytes], object]:
-    """Decode without DCT scaling (what a per-item runtime does), then timm's transform as it
-    comes (whole-image resize, float pixels)."""
-    if isinstance(embedder, ImageEmbedder):
-        decoder = ImageDecoder(max_pixels=max_pixels, min_side=None)
-        transform = embedder.model.transform
-        return lambda data: transform(decoder.decode(data))
-    return embedder.prepare
 
 
 async def run_naive(
@@ -39,16 +31,15 @@ async def run_naive(
     topic: str,
     count: int,
     *,
-    embedder: Embedder,
-    fetcher: Fetcher,
+    plan: Plan,
+    runner: Runner,
     store: VectorStore,
     collection: str,
-    max_pixels: int,
     group: str,
     progress: Callable[[int], None] = lambda done: None,
 ) -> float:
-    """Process ``count`` messages of ``topic`` one by one; returns items per second."""
-    prepare = _full_size_prepare(embedder, max_pixels)
+    """Process ``count`` messages of ``topic`` one by one with ``plan`` (the baseline of a
+    topology); returns items per second."""
     consumer = AIOKafkaConsumer(
         **kafka_options(kafka),
         group_id=group,
@@ -66,25 +57,24 @@ async def run_naive(
         while done < count:
             record = await consumer.getone()
             upload = parse_upload(record.value)
-            data = (
-                upload.text.encode() if upload.text is not None else fetcher.fetch(upload.uri or "")
+            source = Source(text=upload.text) if upload.text is not None else Source(uri=upload.uri)
+            (data,) = await runner.run(plan, [source], ids=[upload.id], last=1)
+            if isinstance(data, StageError):
+                raise data
+            (vector,) = await runner.run(plan, [data], ids=[upload.id], first=1)
+            if isinstance(vector, StageError):
+                raise vector
+            row = VectorRow(
+                id=upload.id,
+                vector=vector,
+                content_hash=content_hash(data),
+                model_version=plan.version,
+                media_type=plan.topology.media_type,
+                uri=upload.uri or "",
+                text=upload.text or "",
+                metadata=upload.metadata,
             )
-            vector = embedder.embed([prepare(data)])[0]
-            store.upsert(
-                collection,
-                [
-                    VectorRow(
-                        id=upload.id,
-                        vector=vector,
-                        content_hash=content_hash(data),
-                        model_version=embedder.version,
-                        media_type=embedder.topology.media_type,
-                        uri=upload.uri or "",
-                        text=upload.text or "",
-                        metadata=upload.metadata,
-                    )
-                ],
-            )
+            store.upsert(collection, [row])
             await consumer.commit()
             done += 1
             progress(done)

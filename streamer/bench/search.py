@@ -31,16 +31,16 @@ from rich.table import Table
 
 from operators.normalize import l2_normalize
 from streamer.bench.stats import percentile_ms
-from streamer.query.client import SearchClient
 from streamer.config.connections import redis_client
+from streamer.config.settings import Settings, load_settings, namespaced, settings_env
+from streamer.config.topics import ensure_topics
 from streamer.core.errors import NoAnswer, StreamerError
 from streamer.core.messages import SearchResult
-from streamer.config.settings import Settings, load_settings, namespaced, settings_env
+from streamer.query.client import SearchClient
 from streamer.stack.embedded import down as stack_down
 from streamer.stack.embedded import up as stack_up
 from streamer.stack.processes import start_worker, terminate
 from streamer.storage.store import VectorRow, VectorStore
-from streamer.config.topics import ensure_topics
 from topologies import TEXT
 
 __all__ = ["run_search_bench"]

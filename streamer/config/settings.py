@@ -186,6 +186,11 @@ class SearchSettings(_Concern):
 
 class RuntimeSettings(_Concern):
     env_prefix = "STREAMER_"
+    topologies: tuple[str, ...] = Field(
+        ("topologies:DEFAULT_TOPOLOGIES",),
+        description="the topologies served, as module:NAME (a Topology or a sequence of them; "
+        "the module may also be a path to a .py file), comma-separated",
+    )
     device: str = Field(
         "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N"
     )
@@ -211,6 +216,24 @@ class RuntimeSettings(_Concern):
         if self.torch_threads:
             return self.torch_threads
         return max(1, available_cores() // self.streams_for(device))
+
+    @field_validator("topologies", mode="before")
+    @classmethod
+    def _split_topologies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("topologies")
+    @classmethod
+    def _named_topologies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for spec in value:
+            module, sep, name = spec.rpartition(":")
+            if not sep or not module or not name.isidentifier():
+                raise ValueError(f"{spec!r} is not module:NAME")
+        if not value:
+            raise ValueError("name at least one topology")
+        return value
 
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"

@@ -10,8 +10,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streamer.config.connections import kafka_options
-from streamer.core.errors import TransientError
 from streamer.config.settings import KafkaSettings
+from streamer.core.errors import TransientError
 
 __all__ = ["ensure_topics", "topic_names"]
 

@@ -108,7 +108,9 @@ class BatchContractError(StreamerError):
 class TransientError(StreamerError):
     """A dependency is unavailable; the work must be retried, never dropped or committed past."""
 
-    def __init__(self, dependency: str, cause: str, *, retry_after_s: float = 1.0) -> None:
+    def __init__(self, dependency: str, cause: str, *, retry_after_s: float = 0.0) -> None:
+        """``retry_after_s``: when the dependency says it will be back (0: it does not say)."""
         self.dependency = dependency
         self.retry_after_s = retry_after_s
-        super().__init__(f"{dependency} unavailable: {cause} (retry in {retry_after_s:.1f}s)")
+        advice = f" (retry after {retry_after_s:.1f}s)" if retry_after_s > 0 else ""
+        super().__init__(f"{dependency} unavailable: {cause}{advice}")

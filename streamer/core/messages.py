@@ -28,7 +28,9 @@ __all__ = [
     "parse_upload",
 ]
 
-MediaType = Literal["image", "text"]
+#: a medium, e.g. ``image`` or ``text``; a topology of the user's may add its own
+MediaType = str
+MEDIA_TYPE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 MAX_ID_CHARS = 512
 MAX_URI_CHARS = 4096
 
@@ -58,7 +60,7 @@ class UploadMessage(BaseModel):
 
     id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     uri: str | None = Field(None, max_length=MAX_URI_CHARS)
-    media_type: MediaType | None = None
+    media_type: MediaType | None = Field(None, pattern=MEDIA_TYPE_PATTERN)
     text: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     op: Literal["upsert", "delete"] = "upsert"
@@ -83,12 +85,6 @@ class UploadMessage(BaseModel):
                 raise ValueError("media_type: absent and cannot be inferred from the uri")
             object.__setattr__(self, "media_type", inferred)
         return self
-
-    @property
-    def kind(self) -> MediaType:
-        """The media type, known after validation for every upsert."""
-        assert self.media_type is not None
-        return self.media_type
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()

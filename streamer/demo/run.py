@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +22,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from operators.fetch import path_to_uri
-from streamer.query.client import SearchClient
 from streamer.config.connections import redis_client
+from streamer.config.settings import Settings, load_settings, namespaced, settings_env
+from streamer.config.topics import ensure_topics
 from streamer.core.errors import StreamerError
 from streamer.core.messages import SearchResult, UploadMessage
-from streamer.ingest.producer import publish_raw
+from streamer.core.stats import Stats
 from streamer.demo.samples import TEXT_PAIRS, transformed_copy, write_photos
-from streamer.config.settings import Settings, load_settings, namespaced, settings_env
+from streamer.ingest.producer import publish_raw
+from streamer.query.client import SearchClient
+from streamer.runner.topology import Topology
 from streamer.stack.embedded import down as stack_down
 from streamer.stack.embedded import up as stack_up
 from streamer.stack.processes import start_worker, terminate
-from streamer.core.stats import Stats
 from streamer.storage.store import VectorStore
-from streamer.config.topics import ensure_topics
-from topologies import DEFAULT_TOPOLOGIES
 
 __all__ = ["run_demo"]
 
@@ -75,7 +76,19 @@ def _uploads(media: Path) -> tuple[list[UploadMessage], list[tuple[bytes | None,
     return good, bad
 
 
-def run_demo(settings: Settings, *, keep_up: bool = False, quiet: bool = False) -> dict[str, Any]:
+def run_demo(
+    settings: Settings,
+    *,
+    keep_up: bool = False,
+    quiet: bool = False,
+    topologies: Sequence[Topology] | None = None,
+) -> dict[str, Any]:
+    """``topologies``: those the demo's worker serves (default: the settings'); each upload
+    goes to every one that takes its medium, and an upload no topology takes is one more
+    dead letter."""
+    from streamer.runner.served import load_topologies
+
+    served = list(topologies or load_topologies(settings.runtime.topologies))
     started_at = time.perf_counter()
     console = Console(stderr=quiet)
     state, started_stack = stack_up(settings)
@@ -104,21 +117,24 @@ def run_demo(settings: Settings, *, keep_up: bool = False, quiet: bool = False) 
         )
 
         stats = Stats(client, prefix=settings.redis.key_prefix)
-        expected = {
-            t.name: [u.id for u in good if u.kind == t.media_type] for t in DEFAULT_TOPOLOGIES
-        }
-        indexed, dead = _wait_indexed(settings, store, stats, expected, len(bad), worker, console)
-
-        image_rows, text_rows = _searches(settings, media)
+        expected = {t.name: [u.id for u in good if u.media_type == t.media_type] for t in served}
+        unrouted = [u for u in good if not any(t.media_type == u.media_type for t in served)]
+        bad_count = len(bad) + len(unrouted)
+        topologies_by_name = {t.name: t for t in served}
+        indexed, dead = _wait_indexed(
+            settings, store, stats, expected, topologies_by_name, bad_count, worker, console
+        )
+        media_types = {t.media_type for t in served}
+        image_rows, text_rows = _searches(settings, media, media_types)
         self_top1 = sum(r[-1] for r in image_rows) / max(1, len(image_rows))
         text_top1 = sum(r[-1] for r in text_rows) / max(1, len(text_rows))
         counters = stats.read()
         _print_results(console, image_rows, text_rows, counters)
         summary = {
             "indexed": indexed,
-            "expected": len(good),
+            "expected": sum(len(ids) for ids in expected.values()),
             "dead_lettered": dead,
-            "dead_letters_expected": len(bad),
+            "dead_letters_expected": bad_count,
             "self_top1": round(self_top1, 4),
             "text_top1": round(text_top1, 4),
             "image_queries": len(image_rows),
@@ -129,7 +145,7 @@ def run_demo(settings: Settings, *, keep_up: bool = False, quiet: bool = False) 
             "seconds": round(time.perf_counter() - started_at, 1),
         }
         console.print(
-            f"[bold]indexed {indexed}/{len(good)}[/], dead letters {dead}, "
+            f"[bold]indexed {indexed}/{summary['expected']}[/], dead letters {dead}, "
             f"image self-top1 {self_top1:.0%}, text paraphrase top1 {text_top1:.0%}, "
             f"{summary['seconds']}s"
         )
@@ -148,12 +164,12 @@ def _wait_indexed(
     store: VectorStore,
     stats: Stats,
     expected: dict[str, list[str]],
+    topologies: dict[str, Topology],
     bad: int,
     worker: subprocess.Popen[bytes],
     console: Console,
 ) -> tuple[int, int]:
     total = sum(len(ids) for ids in expected.values())
-    topologies = {t.name: t for t in DEFAULT_TOPOLOGIES}
     deadline = time.monotonic() + INDEX_TIMEOUT_S
     columns = (TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     indexed = dead = 0
@@ -166,7 +182,7 @@ def _wait_indexed(
                     prefix=settings.milvus.collection_prefix
                 )
                 if collection in store.collections(collection):
-                    indexed += len(store.fetch(collection, ids))
+                    indexed += len(store.read_rows(collection, ids))
             dead = stats.read().get("dead_lettered", 0)
             progress.update(task, completed=indexed)
             if indexed >= total and dead >= bad:
@@ -180,19 +196,24 @@ def _wait_indexed(
     return indexed, dead
 
 
-def _searches(settings: Settings, media: Path) -> tuple[list[Row], list[Row]]:
-    """Image-to-image and text-to-text, through the query topics like any application."""
+def _searches(
+    settings: Settings, media: Path, media_types: set[str]
+) -> tuple[list[Row], list[Row]]:
+    """Image-to-image and text-to-text (where a topology serves them), through the query
+    topics like any application."""
     queries = media / "queries"
     queries.mkdir(exist_ok=True)
     image_requests: list[tuple[str, str, Path]] = []
-    for variant in range(2):
+    for variant in range(2 if "image" in media_types else 0):
         for path in sorted(media.glob("*.jpg")):
             if path.stem == "broken":
                 continue
             copy = queries / f"{path.stem}-copy{variant + 1}.jpg"
             copy.write_bytes(transformed_copy(path, variant))
             image_requests.append((f"{path.stem} (copy {variant + 1})", f"photo-{path.stem}", copy))
-    text_requests = [(query, f"text-{i:02d}") for i, (_, query) in enumerate(TEXT_PAIRS)]
+    text_requests = [
+        (query, f"text-{i:02d}") for i, (_, query) in enumerate(TEXT_PAIRS) if "text" in media_types
+    ]
 
     async def ask() -> tuple[list[SearchResult], list[SearchResult]]:
         async with SearchClient(settings.kafka, timeout_s=120) as client:

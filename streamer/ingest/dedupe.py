@@ -6,33 +6,14 @@ Redis is flushed or down the pipeline asks Milvus instead and ends in the same s
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import redis
 
-__all__ = ["DedupeCache", "content_hash", "row_digest", "source_digest"]
+__all__ = ["DedupeCache"]
 
 log = logging.getLogger(__name__)
-
-
-def content_hash(data: bytes) -> str:
-    """SHA-256 of the fetched bytes (or the UTF-8 text)."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def row_digest(content: str, uri: str, metadata: Mapping[str, Any]) -> str:
-    """What makes a stored row current: its content, its uri and its metadata."""
-    canonical = json.dumps(metadata, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(f"{content}\0{uri}\0{canonical}".encode()).hexdigest()
-
-
-def source_digest(validator: str, uri: str, metadata: Mapping[str, Any]) -> str:
-    """What a stored row was made from, as far as the source's validator tells (no read)."""
-    return row_digest(f"validator:{validator}", uri, metadata)
 
 
 class DedupeCache:

@@ -14,9 +14,9 @@ from pydantic import ValidationError
 
 from operators.fetch import path_to_uri
 from streamer.config.connections import kafka_options
+from streamer.config.settings import KafkaSettings
 from streamer.core.errors import StreamerError, TransientError
 from streamer.core.messages import IMAGE_SUFFIXES, TEXT_SUFFIXES, UploadMessage
-from streamer.config.settings import KafkaSettings
 
 __all__ = ["asset_id_for", "expand_sources", "publish", "publish_raw", "text_upload"]
 

@@ -12,6 +12,7 @@ only the first worker on a machine pays for the measurement.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -23,7 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from streamer.models.embedders import Embedder
+from streamer.runner.operator import LoadedModel
+from streamer.runner.plan import Plan, Stage
 
 __all__ = [
     "Calibration",
@@ -33,6 +35,7 @@ __all__ = [
     "cpu_model",
     "fingerprint",
     "pick_batch_size",
+    "stage_label",
     "throughput",
 ]
 
@@ -59,20 +62,27 @@ class Calibration:
         return self.items_per_s[self.batch_size]
 
 
-def fingerprint(embedder: Embedder, streams: int = 1) -> str:
-    """What the measurement depends on: model version, hardware, precision, threads, streams,
-    torch."""
+def stage_label(plan: Plan, stage: Stage) -> str:
+    """Names a model stage in the cache: topology, version, stage and a digest of what the
+    stage declares (so a changed model is measured anew)."""
+    assert stage.model is not None
+    declared = hashlib.sha256(stage.model.operator.describe().encode()).hexdigest()[:10]
+    return f"{plan.topology.name}|{plan.version}|{stage.name}:{declared}"
+
+
+def fingerprint(label: str, model: LoadedModel[Any, Any], streams: int = 1) -> str:
+    """What the measurement depends on: the model stage, hardware, precision, threads,
+    streams, torch."""
     import torch
 
-    from operators.device import device_label
+    from streamer.runner.device import device_label
 
     return "|".join(
         [
-            embedder.topology.name,
-            embedder.version,
-            device_label(embedder.device),
+            label,
+            device_label(model.device),
             cpu_model(),
-            embedder.precision,
+            model.precision,
             f"threads={torch.get_num_threads()}",
             f"streams={streams}",
             f"torch={torch.__version__}",
@@ -95,15 +105,16 @@ def pick_batch_size(items_per_s: dict[int, float], tolerance: float = _TOLERANCE
 
 
 def calibrate(
-    embedder: Embedder,
+    model: LoadedModel[Any, Any],
     candidates: Sequence[int],
     *,
+    label: str,
     min_time_s: float = 0.4,
     budget_s: float = 30.0,
     streams: int = 1,
     clock: Callable[[], float] = time.perf_counter,
 ) -> Calibration:
-    """Time ``embedder.embed`` at each candidate size (ascending) and pick the fastest.
+    """Time ``model`` at each candidate size (ascending) and pick the fastest.
 
     The model is warmed up first; each size gets one more warm-up call (new shapes), then
     repeated calls for at least ``min_time_s``. The
@@ -115,19 +126,19 @@ def calibrate(
         raise ValueError(f"calibration needs positive batch sizes, got {list(candidates)}")
     started = clock()
     # the first calls of a fresh model are slow (weights paged in, kernels chosen): not data
-    warm = embedder.sample_inputs(sizes[0])
+    warm = model.sample_inputs(sizes[0])
     for _ in range(3):
-        embedder.embed(warm)
+        model(warm)
     speeds: dict[int, float] = {}
     slower = 0
     with ThreadPoolExecutor(streams, thread_name_prefix="calibrate") as pool:
         for size in sizes:
-            inputs = embedder.sample_inputs(size)
+            inputs = model.sample_inputs(size)
             try:
-                embedder.embed(inputs)  # warm-up: allocator, kernels, caches
+                model(inputs)  # warm-up: allocator, kernels, caches
                 # one call per stream at once, as the worker's model threads run them
                 speeds[size] = throughput(
-                    embedder.embed, [inputs] * streams, pool, min_time_s=min_time_s, clock=clock
+                    model, [inputs] * streams, pool, min_time_s=min_time_s, clock=clock
                 )
             except Exception as exc:  # out of memory at this size: the previous sizes stand
                 if not speeds or not _out_of_memory(exc):
@@ -139,7 +150,7 @@ def calibrate(
             if slower >= _SLOWER_TO_STOP or clock() - started > budget_s:
                 break
     return Calibration(
-        key=fingerprint(embedder, streams),
+        key=fingerprint(label, model, streams),
         batch_size=pick_batch_size(speeds),
         items_per_s={k: round(v, 2) for k, v in speeds.items()},
         seconds=round(clock() - started, 2),
@@ -222,27 +233,31 @@ def _atomic_write(path: Path) -> Iterator[Path]:
 
 
 def calibrated_batch_size(
-    embedder: Embedder,
+    model: LoadedModel[Any, Any],
     *,
+    label: str,
     mode: str,
     candidates: Sequence[int],
     cache: CalibrationCache,
     streams: int = 1,
+    measure: bool = True,
 ) -> Calibration | None:
     """The calibration ``mode`` asks for: ``off`` (none), ``cached`` (measure only when the
-    cache has no entry for this fingerprint), ``always`` (measure and update the cache)."""
+    cache has no entry for this fingerprint), ``always`` (measure and update the cache).
+    ``measure=False`` only reads the cache."""
     if mode == "off":
         return None
-    key = fingerprint(embedder, streams)
-    if mode == "cached" and (known := cache.get(key)) is not None:
+    key = fingerprint(label, model, streams)
+    if (mode == "cached" or not measure) and (known := cache.get(key)) is not None:
         return known
-    result = calibrate(embedder, candidates, streams=streams)
+    if not measure:
+        return None
+    result = calibrate(model, candidates, label=label, streams=streams)
     cache.put(result)
     log.info(
         "batch size calibrated",
         extra={
-            "topology": embedder.topology.name,
-            "model_version": embedder.version,
+            "stage": label,
             "batch_size": result.batch_size,
             "items_per_s": result.items_per_s,
             "seconds": result.seconds,

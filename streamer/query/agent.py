@@ -20,9 +20,9 @@ from aiokafka.structs import ConsumerRecord
 from mode import Service
 
 from streamer.config.connections import kafka_options
+from streamer.config.settings import Settings
 from streamer.core.metrics import Metrics
 from streamer.query.service import SearchService
-from streamer.config.settings import Settings
 
 __all__ = ["QueryAgent"]
 

@@ -25,9 +25,9 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from streamer.config.connections import kafka_options
+from streamer.config.settings import KafkaSettings
 from streamer.core.errors import NoAnswer, TransientError
 from streamer.core.messages import SearchRequest, SearchResult
-from streamer.config.settings import KafkaSettings
 
 __all__ = ["SearchClient", "SyncSearchClient"]
 

@@ -1,9 +1,10 @@
 """The query path: search requests in, one answer each, many requests served by one search.
 
-Requests taken together (the coalescing window) are validated one by one; their queries are
-embedded a batch per topology, and every group that shares a collection and a filter is
-answered by one Milvus search with as many query vectors as requests. A request that cannot
-be answered gets a result whose ``error`` says why: never silence.
+Requests taken together (the coalescing window) are validated one by one; their queries run
+through their topology's plan in one runner call per model version (the same stages as
+ingest: fetch, decode, embed, normalize), and every group that shares a collection and a
+filter is answered by one Milvus search with as many query vectors as requests. A request that
+cannot be answered gets a result whose ``error`` says why: never silence.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,15 +22,17 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import ValidationError
 
-from operators.fetch import Fetcher
-from streamer.models.embedders import Embedder, EmbedderPool
 from streamer.core.errors import QueryError, StageError
-from streamer.query.filters import build_filter
-from streamer.ingest.pipeline import retry_transient
 from streamer.core.messages import Hit, SearchRequest, SearchResult, infer_media_type
+from streamer.core.retry import retry_transient
 from streamer.core.stats import Stats
+from streamer.query.filters import build_filter
+from streamer.runner.operator import Source
+from streamer.runner.plan import Plan
+from streamer.runner.plans import Plans
+from streamer.runner.runner import Runner
+from streamer.runner.topology import Topology
 from streamer.storage.store import VectorStore
-from topologies.base import Topology
 
 __all__ = ["Answer", "SearchService"]
 
@@ -60,7 +62,6 @@ class _Query:
     model_version: str | None = None
     filter_expr: str = ""
     vector: npt.NDArray[np.float32] | None = None
-    prepared: Any = None
     hits: list[Hit] = field(default_factory=list)
 
     @property
@@ -68,31 +69,34 @@ class _Query:
         """The model version of the collection that answers."""
         return self.model_version or self.topology.model_version
 
+    @property
+    def source(self) -> Source:
+        request = self.request
+        return Source(text=request.text) if request.text is not None else Source(uri=request.uri)
+
 
 class SearchService:
     def __init__(
         self,
         *,
         topologies: Sequence[Topology],
-        embedders: EmbedderPool,
+        plans: Plans,
+        runner: Runner,
         store: VectorStore,
-        fetcher: Fetcher,
         stats: Stats,
-        decode_pool: Executor,
-        model_pool: Executor,
         default_reply_to: str,
         max_top_k: int = 100,
         collection_prefix: str = "",
         max_retry_pause_s: float = 30.0,
     ) -> None:
         self.topologies = {t.name: t for t in topologies}
-        self.by_media = {t.media_type: t for t in topologies}
-        self.embedders = embedders
+        self.by_media: dict[str, Topology] = {}
+        for topology in topologies:  # a media type's first topology answers by default
+            self.by_media.setdefault(topology.media_type, topology)
+        self.plans = plans
+        self.runner = runner
         self.store = store
-        self.fetcher = fetcher
         self.stats = stats
-        self.decode_pool = decode_pool
-        self.model_pool = model_pool
         self.default_reply_to = default_reply_to
         self.max_top_k = max_top_k
         self.prefix = collection_prefix
@@ -193,28 +197,20 @@ class SearchService:
                 failed[query.index] = str(exc)
         live = [q for q in queries if q.index not in failed]
 
-        media = [q for q in live if q.vector is None]
-        prepared = await asyncio.gather(
-            *(loop.run_in_executor(self.decode_pool, self._prepare, q) for q in media)
-        )
-        for query, error in zip(media, prepared, strict=True):
-            if error is not None:
-                failed[query.index] = error
         by_model: dict[tuple[str, str], list[_Query]] = {}
-        for query in media:
-            if query.index not in failed:
+        for query in live:
+            if query.vector is None:
                 by_model.setdefault((query.topology.name, query.version), []).append(query)
         for group in by_model.values():
-            error = await loop.run_in_executor(self.model_pool, self._embed, group)
-            if error is not None:
-                failed.update({q.index: error for q in group})
+            failed.update(await self._embed(group))
 
         groups: dict[tuple[str, str, int], list[_Query]] = {}
         for query in live:
             if query.index in failed or query.vector is None:
                 continue
             if query.version in query.topology.versions():
-                dim = self._embedder(query).dim
+                plan = await loop.run_in_executor(None, self._plan, query)
+                dim = plan.dim
                 if query.vector.size != dim:
                     failed[query.index] = (
                         f"vector must have {dim} dimensions, not {query.vector.size}"
@@ -257,37 +253,27 @@ class SearchService:
                 f"worker's topology ({list(topology.versions())}); send a vector instead"
             )
 
-    def _embedder(self, query: _Query) -> Embedder:
-        """The model of the version that answers (loaded on first use after a promotion)."""
-        return self.embedders.get(query.topology, query.version)
+    def _plan(self, query: _Query) -> Plan:
+        """The plan of the version that answers (bound on first use after a promotion)."""
+        return self.plans.get(query.topology, query.version)
 
-    def _prepare(self, query: _Query) -> str | None:
-        request = query.request
+    async def _embed(self, group: list[_Query]) -> dict[int, str]:
+        """Run one version's queries through its plan; returns the errors by query index."""
+        loop = asyncio.get_running_loop()
         try:
-            embedder = self._embedder(query)
+            plan = await loop.run_in_executor(None, self._plan, group[0])
         except Exception as exc:
-            return f"query model unavailable: {type(exc).__name__}: {exc}"
-        try:
-            data = request.text.encode() if request.text is not None else None
-            if data is None:
-                assert request.uri is not None
-                data = self.fetcher.fetch(request.uri)
-            query.prepared = embedder.prepare(data)
-        except StageError as exc:
-            return f"query {exc.stage} failed: {exc.cause}"
-        except Exception as exc:  # an unforeseen failure is this query's, never the worker's
-            return f"query decode failed: {type(exc).__name__}: {exc}"
-        return None
-
-    def _embed(self, group: list[_Query]) -> str | None:
-        try:
-            vectors = self._embedder(group[0]).embed([q.prepared for q in group])
-        except Exception as exc:
-            return f"query embedding failed: {type(exc).__name__}: {exc}"
-        for query, vector in zip(group, vectors, strict=True):
-            query.vector = vector
-            query.prepared = None
-        return None
+            return {q.index: f"query model unavailable: {type(exc).__name__}: {exc}" for q in group}
+        outs = await self.runner.run(
+            plan, [q.source for q in group], ids=[q.request.request_id for q in group]
+        )
+        errors: dict[int, str] = {}
+        for query, out in zip(group, outs, strict=True):
+            if isinstance(out, StageError):
+                errors[query.index] = f"query {out.stage} failed: {out.cause}"
+            else:
+                query.vector = out
+        return errors
 
     async def _search(self, collection: str, filter_expr: str, group: list[_Query]) -> str | None:
         vectors = np.stack([q.vector for q in group if q.vector is not None])

@@ -17,24 +17,24 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from streamer.config.connections import redis_client
-from streamer.ingest.dedupe import DedupeCache
-from streamer.models.embedders import EmbedderPool
-from streamer.core.errors import ConfigError, StageError, StreamerError
-from streamer.config.fetching import fetcher_for
-from streamer.ingest.pipeline import IngestPipeline, Record
-from streamer.core.messages import UploadMessage
-from streamer.rollout.registry import Registry, RolloutState
 from streamer.config.settings import Settings
+from streamer.core.errors import ConfigError, StageError, StreamerError
+from streamer.core.messages import UploadMessage
 from streamer.core.stats import Stats
+from streamer.ingest.dedupe import DedupeCache
+from streamer.ingest.pipeline import IngestPipeline, Record
+from streamer.rollout.registry import Registry, RolloutState
+from streamer.runner.operator import Source
+from streamer.runner.plans import Plans
+from streamer.runner.runner import Runner
+from streamer.runner.topology import Topology
 from streamer.storage.store import VectorStore
-from topologies.base import Topology
 
 __all__ = ["BackfillProgress", "RolloutError", "Rollouts"]
 
@@ -60,7 +60,7 @@ class Rollouts:
         self,
         settings: Settings,
         topologies: Sequence[Topology],
-        embedders: EmbedderPool | None = None,
+        plans: Plans | None = None,
     ) -> None:
         self.settings = settings
         self.topologies = {t.name: t for t in topologies}
@@ -70,11 +70,31 @@ class Rollouts:
         self.registry = Registry(
             self.client, self.store, prefix=settings.redis.key_prefix, collection_prefix=self.prefix
         )
-        self.embedders = embedders or EmbedderPool.from_settings(
-            settings.fetch, settings.runtime.device, settings.runtime.precision
-        )
+        if plans is None:
+            from streamer.models.loading import plans_for
+
+            plans = plans_for(settings)
+        self.plans = plans
+        self._runner: Runner | None = None
+
+    @property
+    def runner(self) -> Runner:
+        """The runner of backfills and compares (its pools live until :meth:`close`)."""
+        if self._runner is None:
+            from streamer.runner.device import resolve_device
+
+            runtime = self.settings.runtime
+            self._runner = Runner.with_threads(
+                self.settings.batching.decode_workers,
+                runtime.streams_for(resolve_device(runtime.device)),
+                name="rollout",
+                batch_size=self.plans.batch_size,
+            )
+        return self._runner
 
     def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
         self.store.close()
         self.client.close()
 
@@ -88,7 +108,7 @@ class Rollouts:
 
     def start(self, name: str, version: str) -> RolloutState:
         topology = self.topology(name)
-        topology.spec(version)  # declared?
+        topology.stages_for(version)  # declared?
         state = self.registry.read(topology)
         if version == state.serving:
             raise RolloutError(f"{version!r} already serves {name!r}")
@@ -96,7 +116,7 @@ class Rollouts:
             raise RolloutError(
                 f"a rollout of {state.candidate!r} is under way; promote or roll it back first"
             )
-        dim = self.embedders.get(topology, version).dim
+        dim = self.plans.get(topology, version).dim
         self.store.ensure_collection(self.collection(topology, version), dim, model_version=version)
         self.registry.change(topology, state.epoch, candidate=version)
         log.info("rollout started", extra={"topology": name, "candidate": version})
@@ -137,13 +157,11 @@ class Rollouts:
         settings = self.settings
         return IngestPipeline(
             topologies=[topology],
-            embedders=self.embedders,
+            plans=self.plans,
+            runner=self.runner,
             store=self.store,
             cache=DedupeCache(self.client, prefix=settings.redis.key_prefix),
-            fetcher=fetcher_for(settings.fetch),
             stats=Stats(self.client, prefix=f"{settings.redis.key_prefix}:backfill"),
-            decode_pool=ThreadPoolExecutor(settings.batching.decode_workers, "backfill-decode"),
-            model_pool=ThreadPoolExecutor(1, "backfill-model"),
             collection_prefix=self.prefix,
             versions=lambda _: [candidate],
         )
@@ -203,7 +221,7 @@ class Rollouts:
         candidate_collection: str,
         ids: list[str],
     ) -> dict[str, int]:
-        rows = self.store.fetch(serving_collection, ids)
+        rows = self.store.read_rows(serving_collection, ids)
         records = []
         for offset, asset_id in enumerate(ids):
             row = rows.get(asset_id)
@@ -220,7 +238,7 @@ class Rollouts:
         result = asyncio.run(pipeline.process(records))
         # an asset deleted while this batch was re-embedded must not come back in the
         # candidate: the delete reached it before our upsert did
-        gone = sorted(set(rows) - set(self.store.fetch(serving_collection, list(rows))))
+        gone = sorted(set(rows) - set(self.store.read_rows(serving_collection, list(rows))))
         if gone:
             self.store.delete(candidate_collection, gone)
         for letter in result.dead_letters:
@@ -243,19 +261,29 @@ class Rollouts:
         serving_collection = self.collection(topology, state.serving)
         ids = self.store.ids(serving_collection)
         sample = random.Random(0).sample(ids, min(queries, len(ids)))
-        rows = self.store.fetch(serving_collection, sample)
-        fetcher = fetcher_for(self.settings.fetch)
-        contents: list[bytes] = []
-        for row in rows.values():
-            try:
-                contents.append(row.text.encode() if row.text else fetcher.fetch(row.uri))
-            except StageError as exc:
-                log.warning("compare skips %s: %s", row.id, exc)
-        answers = {}
-        for version in (state.serving, other):
-            embedder = self.embedders.get(topology, version)
-            vectors = embedder.embed([embedder.prepare(c) for c in contents])
-            hits = self.store.search(self.collection(topology, version), vectors, top_k=k)
+        rows = list(self.store.read_rows(serving_collection, sample).values())
+        sources = [Source(text=r.text) if r.text else Source(uri=r.uri) for r in rows]
+        ids = [r.id for r in rows]
+        outs = {
+            version: asyncio.run(
+                self.runner.run(self.plans.get(topology, version), sources, ids=ids)
+            )
+            for version in (state.serving, other)
+        }
+        usable: list[int] = []
+        for i, asset_id in enumerate(ids):
+            errors = [o[i] for o in outs.values() if isinstance(o[i], StageError)]
+            if errors:
+                log.warning("compare skips %s: %s", asset_id, errors[0])
+            else:
+                usable.append(i)
+        answers: dict[str, list[set[str]]] = {}
+        for version, vectors in outs.items():
+            if not usable:
+                answers[version] = []
+                continue
+            matrix = np.stack([vectors[i] for i in usable])
+            hits = self.store.search(self.collection(topology, version), matrix, top_k=k)
             answers[version] = [{h.id for h in row} for row in hits]
         overlaps = [
             len(a & b) / k for a, b in zip(answers[state.serving], answers[other], strict=True)

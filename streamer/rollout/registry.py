@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import redis
 
 from streamer.core.errors import StreamerError
+from streamer.runner.topology import Topology
 from streamer.storage.store import VectorStore
-from topologies.base import Topology
 
 __all__ = ["Registry", "RolloutConflict", "RolloutState"]
 

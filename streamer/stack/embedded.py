@@ -20,8 +20,8 @@ from pathlib import Path
 
 import redis
 
-from streamer.core.errors import StackError, StreamerError
 from streamer.config.settings import Settings, stack_state_file
+from streamer.core.errors import StackError, StreamerError
 from streamer.stack.processes import (
     ManagedProcess,
     ProcessExited,

@@ -21,8 +21,8 @@ import numpy as np
 import numpy.typing as npt
 from pymilvus import DataType, MilvusClient, MilvusException
 
-from streamer.core.errors import SinkError, TransientError
 from streamer.config.settings import MilvusSettings
+from streamer.core.errors import SinkError, TransientError
 
 __all__ = ["SearchHit", "StoredRow", "VectorRow", "VectorStore", "escape_literal", "id_filter"]
 
@@ -272,7 +272,7 @@ class VectorStore:
                 "delete", lambda: self.client.delete(name, filter=id_filter(ids)), collection=name
             )
 
-    def fetch(
+    def read_rows(
         self, name: str, ids: Sequence[str], *, with_vectors: bool = False
     ) -> dict[str, StoredRow]:
         """The stored rows among ``ids`` (missing ids are simply absent)."""

@@ -1,4 +1,5 @@
-"""Assemble and run one worker process: models loaded first, then the faust agents."""
+"""Assemble and run one worker process: plans bound (models loaded and calibrated) first,
+then the faust agents around the ingest pipeline and the search service."""
 
 from __future__ import annotations
 
@@ -6,80 +7,32 @@ import asyncio
 import logging
 import os
 import socket
-import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import faust
 import redis
 
-from operators.device import resolve_device
-from streamer.worker.app import AGENTS, create_app
-from streamer.models.calibration import CalibrationCache, calibrated_batch_size
 from streamer.config.connections import redis_client
-from streamer.ingest.dedupe import DedupeCache
-from streamer.models.embedders import Embedder, EmbedderPool, load_embedder
-from streamer.config.fetching import fetcher_for
-from streamer.ingest.pipeline import IngestPipeline
 from streamer.config.logs import configure_logging
-from streamer.core.metrics import Health, Metrics, serve
-from streamer.rollout.registry import Registry
-from streamer.query.service import SearchService
 from streamer.config.settings import Settings
-from streamer.core.stats import Stats
-from streamer.storage.store import VectorStore
 from streamer.config.topics import ensure_topics
-from topologies.base import Topology
+from streamer.core.metrics import Health, Metrics, serve
+from streamer.core.stats import Stats
+from streamer.ingest.dedupe import DedupeCache
+from streamer.ingest.pipeline import IngestPipeline
+from streamer.models.loading import load_plans
+from streamer.query.service import SearchService
+from streamer.rollout.registry import Registry
+from streamer.runner.device import resolve_device
+from streamer.runner.plans import Plans
+from streamer.runner.runner import Runner
+from streamer.runner.topology import Topology
+from streamer.storage.store import VectorStore
+from streamer.worker.app import AGENTS, create_app
 
-__all__ = ["build_pipeline", "load_embedders", "run_worker"]
+__all__ = ["build_pipeline", "build_searcher", "run_worker", "worker_name"]
 
 log = logging.getLogger(__name__)
-
-
-def load_embedders(settings: Settings, topologies: Sequence[Topology]) -> EmbedderPool:
-    """A pool with every topology's declared model loaded now; rollout versions load later."""
-    import torch
-
-    torch.set_num_threads(
-        settings.runtime.threads_per_stream(resolve_device(settings.runtime.device))
-    )
-
-    runtime, batching = settings.runtime, settings.batching
-
-    def load(topology: Topology, version: str) -> Embedder:
-        start = time.perf_counter()
-        embedder = load_embedder(
-            topology, settings.fetch, runtime.device, version, runtime.precision
-        )
-        log.info(
-            "model loaded",
-            extra={
-                "topology": topology.name,
-                "model_version": version,
-                "dim": embedder.dim,
-                "device": embedder.device,
-                "precision": embedder.precision,
-                "seconds": round(time.perf_counter() - start, 2),
-            },
-        )
-        return embedder
-
-    def tune(embedder: Embedder) -> int | None:
-        if batching.max_batch_size is not None:  # pinned by the operator
-            return None
-        calibration = calibrated_batch_size(
-            embedder,
-            mode=batching.calibrate,
-            candidates=batching.calibration_sizes,
-            cache=CalibrationCache(batching.calibration_cache),
-            streams=runtime.streams_for(embedder.device),
-        )
-        return calibration.batch_size if calibration is not None else None
-
-    pool = EmbedderPool(load, tune)
-    for topology in topologies:
-        pool.get(topology)
-    return pool
 
 
 def worker_name(settings: Settings) -> str:
@@ -99,10 +52,12 @@ def registry_for(settings: Settings, client: redis.Redis) -> Registry:
 def build_pipeline(
     settings: Settings,
     topologies: Sequence[Topology],
-    embedders: EmbedderPool,
+    plans: Plans,
     client: redis.Redis,
     metrics: Metrics | None = None,
 ) -> IngestPipeline:
+    """The ingest path: fetch and decode on as many threads as the worker has cores, model
+    calls on its model streams, writes to the versions the registry names."""
     registry = registry_for(settings, client)
     prefix = settings.redis.key_prefix
 
@@ -113,23 +68,16 @@ def build_pipeline(
                 metrics.serving.labels(topology.name, version).set(version == targets[0])
         return targets
 
+    streams = settings.runtime.streams_for(resolve_device(settings.runtime.device))
     return IngestPipeline(
         topologies=topologies,
-        embedders=embedders,
+        plans=plans,
+        runner=Runner.with_threads(
+            settings.batching.decode_workers, streams, name="ingest", batch_size=plans.batch_size
+        ),
         store=VectorStore(settings.milvus),
         cache=DedupeCache(client, prefix=prefix),
-        fetcher=fetcher_for(settings.fetch),
         stats=Stats(client, prefix=prefix, worker=worker_name(settings)),
-        decode_pool=ThreadPoolExecutor(settings.batching.decode_workers, "decode"),
-        model_pool=ThreadPoolExecutor(
-            settings.runtime.streams_for(resolve_device(settings.runtime.device)), "model"
-        ),
-        policies={
-            t.name: t.batch.overridden(
-                settings.batching.max_batch_size, settings.batching.max_wait_ms
-            )
-            for t in topologies
-        },
         collection_prefix=settings.milvus.collection_prefix,
         max_retry_pause_s=settings.runtime.sink_retry_max_s,
         versions=versions,
@@ -137,17 +85,15 @@ def build_pipeline(
 
 
 def build_searcher(
-    settings: Settings, topologies: Sequence[Topology], embedders: EmbedderPool
+    settings: Settings, topologies: Sequence[Topology], plans: Plans
 ) -> SearchService:
     return SearchService(
         topologies=topologies,
-        embedders=embedders,
+        plans=plans,
+        # queries get a model thread of their own, so they never wait behind an ingest batch
+        runner=Runner.with_threads(2, 1, name="query", batch_size=plans.batch_size),
         store=VectorStore(settings.milvus),
-        fetcher=fetcher_for(settings.fetch),
         stats=Stats(redis_client(settings.redis), prefix=settings.redis.key_prefix),
-        decode_pool=ThreadPoolExecutor(2, "query-decode"),
-        # queries get their own model thread, so they never wait behind an ingest batch
-        model_pool=ThreadPoolExecutor(1, "query-model"),
         default_reply_to=settings.kafka.search_results_topic,
         max_top_k=settings.search.max_top_k,
         collection_prefix=settings.milvus.collection_prefix,
@@ -162,15 +108,15 @@ def run_worker(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     configure_logging(settings.runtime.log_level, settings.runtime.log_format)
-    embedders = load_embedders(settings, topologies)
+    plans = load_plans(settings, topologies)
     asyncio.run(ensure_topics(settings.kafka))
     metrics, health = Metrics(), Health(stall_s=settings.runtime.stall_s)
     pipeline = (
-        build_pipeline(settings, topologies, embedders, redis_client(settings.redis), metrics)
+        build_pipeline(settings, topologies, plans, redis_client(settings.redis), metrics)
         if "ingest" in agents
         else None
     )
-    searcher = build_searcher(settings, topologies, embedders) if "search" in agents else None
+    searcher = build_searcher(settings, topologies, plans) if "search" in agents else None
     if settings.runtime.metrics_port:
         serve(settings.runtime.metrics_port, metrics, health)
     app = create_app(settings, topologies, pipeline, searcher, metrics=metrics, health=health)
@@ -183,6 +129,10 @@ def run_worker(
             "agents": list(agents),
         },
     )
-    faust.Worker(
-        app, loglevel=settings.runtime.log_level, override_logging=False, quiet=True
-    ).execute_from_commandline()
+    try:
+        faust.Worker(
+            app, loglevel=settings.runtime.log_level, override_logging=False, quiet=True
+        ).execute_from_commandline()
+    finally:
+        for runner in (p.runner for p in (pipeline, searcher) if p is not None):
+            runner.close()

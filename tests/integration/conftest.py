@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from streamer.core.errors import TransientError
 from streamer.config.settings import Settings, load_settings, namespaced, settings_env
+from streamer.config.topics import ensure_topics
+from streamer.core.errors import TransientError
+from streamer.core.stats import Stats
 from streamer.stack.embedded import down, up
 from streamer.stack.processes import start_worker, terminate
-from streamer.core.stats import Stats
 from streamer.storage.store import VectorStore
-from streamer.config.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

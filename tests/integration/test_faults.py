@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from operators.fetch import path_to_uri
-from streamer.ingest.deadletters import list_letters, replay_letters
 from streamer.core.messages import UploadMessage
+from streamer.ingest.deadletters import list_letters, replay_letters
 from streamer.ingest.producer import publish, publish_raw
 from tests.integration.conftest import Scenario, wait_for
 from tests.integration.test_ingest_e2e import image_uploads

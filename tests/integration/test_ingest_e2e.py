@@ -13,11 +13,11 @@ from PIL import Image
 
 from operators.fetch import path_to_uri
 from streamer.core.messages import UploadMessage
-from streamer.ingest.producer import publish, publish_raw
 from streamer.demo.samples import write_photos
+from streamer.ingest.producer import publish, publish_raw
 from tests.integration.conftest import Scenario, wait_for
 from tests.models.reference import sentence_transformers_reference, timm_reference
-from tests.unit.test_decode import png_header_only
+from tests.unit.operators.test_decode import png_header_only
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ def test_uploads_resend_and_delete(scenario: Scenario) -> None:
 
     # N uploads give N rows of the model's dimension and unit norm
     for topology, uploads, dim in (("image", images, 1280), ("text", texts, 384)):
-        rows = scenario.store.fetch(
+        rows = scenario.store.read_rows(
             scenario.collection(topology), [u.id for u in uploads], with_vectors=True
         )
         assert set(rows) == {u.id for u in uploads}
@@ -58,10 +58,14 @@ def test_uploads_resend_and_delete(scenario: Scenario) -> None:
             assert abs(float(np.linalg.norm(row.vector)) - 1.0) < 1e-4
 
     # the stored vectors are the models' own: preprocessing pinned against the libraries
-    stored_image = scenario.store.fetch(scenario.collection("image"), ["img-0"], with_vectors=True)
+    stored_image = scenario.store.read_rows(
+        scenario.collection("image"), ["img-0"], with_vectors=True
+    )
     reference = timm_reference(Image.open(io.BytesIO(_read(images[0]))))
     assert float(stored_image["img-0"].vector @ reference) >= 0.99  # type: ignore[operator]
-    stored_text = scenario.store.fetch(scenario.collection("text"), ["txt-0"], with_vectors=True)
+    stored_text = scenario.store.read_rows(
+        scenario.collection("text"), ["txt-0"], with_vectors=True
+    )
     reference_text = sentence_transformers_reference([TEXTS[0]])[0]
     assert float(stored_text["txt-0"].vector @ reference_text) >= 0.99  # type: ignore[operator]
 
@@ -80,7 +84,7 @@ def test_uploads_resend_and_delete(scenario: Scenario) -> None:
     # a delete removes the row
     asyncio.run(publish(scenario.settings.kafka, [UploadMessage(id="img-3", op="delete")]))
     wait_for("the delete", lambda: scenario.count("image") == 9)
-    assert "img-3" not in scenario.store.fetch(scenario.collection("image"), ["img-3"])
+    assert "img-3" not in scenario.store.read_rows(scenario.collection("image"), ["img-3"])
     assert scenario.workers[0].poll() is None, scenario.worker_logs()
 
 

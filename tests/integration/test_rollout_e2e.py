@@ -11,13 +11,13 @@ import threading
 
 import pytest
 
-from streamer.query.client import SyncSearchClient
+from streamer.config.settings import settings_env
 from streamer.core.errors import ConfigError
 from streamer.core.messages import SearchResult, UploadMessage
-from streamer.ingest.producer import publish
-from streamer.rollout.commands import RolloutError, Rollouts
-from streamer.config.settings import settings_env
 from streamer.core.stats import Stats
+from streamer.ingest.producer import publish
+from streamer.query.client import SyncSearchClient
+from streamer.rollout.commands import RolloutError, Rollouts
 from tests.integration.conftest import Scenario, wait_for
 from topologies import DEFAULT_TOPOLOGIES, TEXT
 

@@ -11,7 +11,7 @@ from streamer.core.messages import UploadMessage
 from streamer.ingest.producer import publish
 from streamer.stack.processes import free_port
 from tests.integration.conftest import Scenario, wait_for
-from tests.unit.test_metrics import get
+from tests.unit.core.test_metrics import get
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from operators.fetch import path_to_uri
-from streamer.query.client import SearchClient, SyncSearchClient
-from streamer.core.messages import SearchResult, UploadMessage
-from streamer.ingest.producer import publish
-from streamer.demo.samples import TEXT_PAIRS, write_photos
 from streamer.config.settings import Settings, settings_env
+from streamer.core.messages import SearchResult, UploadMessage
+from streamer.demo.samples import TEXT_PAIRS, write_photos
+from streamer.ingest.producer import publish
+from streamer.query.client import SearchClient, SyncSearchClient
 from tests.integration.conftest import Scenario, wait_for
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from streamer.config.settings import settings_env
 from streamer.core.messages import SearchRequest, UploadMessage
 from streamer.ingest.producer import publish, publish_raw
-from streamer.config.settings import settings_env
 from tests.integration.conftest import Scenario
 
 pytestmark = pytest.mark.integration
@@ -29,8 +29,7 @@ CRASHING_WORKER = textwrap.dedent(
     from topologies import DEFAULT_TOPOLOGIES
 
     class Buggy:
-        def chunk_size(self, topology, version=None):
-            return 4
+        plans = None  # the declared batch sizes
 
         async def process(self, records):
             raise RuntimeError("a bug in the pipeline")

@@ -7,10 +7,15 @@ from PIL import Image
 from skimage import data
 from timm.data import ImageNetInfo
 
-from operators.image_embed import load_state_dict_by_order, load_timm_model
-from streamer.models.embedders import ImageEmbedder
+from operators.image_embed import TimmImageEmbedder
+from operators.preprocess import TimmPreprocess
+from operators.timm_model import load_state_dict_by_order, load_timm_model
+from streamer.runner.plan import Plan, bind
+from streamer.runner.runner import Runner
+from tests.models.conftest import CPU, embed, prepare
 from tests.models.reference import timm_reference
-from topologies.image import efficientnet_lite0_weights
+from topologies import IMAGE
+from topologies.image import EFFNET_LITE0, efficientnet_lite0_weights
 
 CAT_CLASSES = {
     "tabby, tabby cat",
@@ -54,47 +59,46 @@ def test_a_wrong_architecture_fails_loudly() -> None:
         load_state_dict_by_order(wrong, dict(list(state.items())[:-1]))
 
 
-def test_the_cat_photo_is_a_cat(image_embedder: ImageEmbedder) -> None:
-    tensor = image_embedder.prepare(jpeg_bytes(photo("chelsea")))
-    top5 = image_embedder.model.classify([tensor])[0].topk(5).indices.tolist()
+def test_the_cat_photo_is_a_cat(image_plan: Plan, runner: Runner) -> None:
+    crops = prepare(runner, image_plan, [jpeg_bytes(photo("chelsea"))])
+    model = image_plan.models[0].bound.model  # type: ignore[union-attr]
+    top5 = model.classify(crops)[0].topk(5).indices.tolist()
     names = {ImageNetInfo().index_to_description(i) for i in top5}
     assert names & CAT_CLASSES, names
 
 
-def test_embedding_is_the_unit_pooled_penultimate_layer(image_embedder: ImageEmbedder) -> None:
-    vectors = image_embedder.embed([image_embedder.prepare(jpeg_bytes(photo("coffee")))])
+def test_embedding_is_the_unit_pooled_penultimate_layer(image_plan: Plan, runner: Runner) -> None:
+    vectors = embed(runner, image_plan, [jpeg_bytes(photo("coffee"))])
     assert vectors.shape == (1, 1280)
     assert abs(float(np.linalg.norm(vectors[0])) - 1) < 1e-5
 
 
 def test_preprocessing_matches_timm_even_with_reduced_size_decode(
-    image_embedder: ImageEmbedder,
+    image_plan: Plan, runner: Runner
 ) -> None:
     big = jpeg_bytes(photo("astronaut"), size=(1920, 1280))
-    ours = image_embedder.embed([image_embedder.prepare(big)])[0]
+    (ours,) = embed(runner, image_plan, [big])
     reference = timm_reference(Image.open(io.BytesIO(big)))
     assert float(ours @ reference) >= 0.99
 
 
-def test_fused_preprocessing_gives_the_embedding_of_timms_transform(
-    image_embedder: ImageEmbedder,
-) -> None:
-    model = image_embedder.model
+def test_fused_preprocessing_gives_the_embedding_of_timms_transform(image_plan: Plan) -> None:
+    model = image_plan.models[0].bound.model  # type: ignore[union-attr]
+    fused = TimmPreprocess(EFFNET_LITE0).bind(CPU).fn
+    plain = TimmPreprocess(EFFNET_LITE0, fused=False).bind(CPU).fn
     for name, size in [("astronaut", (480, 320)), ("coffee", (376, 990)), ("rocket", (1001, 777))]:
         image = photo(name).resize(size, Image.Resampling.BICUBIC)
-        fused = model.preprocess(image)
-        assert fused.dtype == torch.uint8  # normalised in the batch, on the model's device
-        ours, theirs = model.embed([fused]), model.embed([model.transform(image)])
-        assert float(ours[0] @ theirs[0]) >= 0.9995, (name, size)  # measured >= 0.9997
+        crop = fused(image)
+        assert crop.dtype == torch.uint8  # normalised in the batch, on the model's device
+        ours, theirs = model([crop])[0], model([plain(image)])[0]
+        cosine = float(ours @ theirs) / float(np.linalg.norm(ours) * np.linalg.norm(theirs))
+        assert cosine >= 0.9995, (name, size)  # measured >= 0.9997
 
 
-def test_an_earlier_layer_can_be_chosen() -> None:
-    from operators.image_embed import TimmImageEmbedder
-
+def test_an_earlier_layer_is_a_version_of_its_own(runner: Runner) -> None:
+    plan = bind(IMAGE, "effnet-lite0-b5@2", CPU)
+    assert plan.dim == 192
+    assert embed(runner, plan, [jpeg_bytes(photo("rocket"))]).shape == (1, 192)
     model = load_timm_model("efficientnet_lite0", efficientnet_lite0_weights(), by_order=True)
-    embedder = TimmImageEmbedder(model, layer="blocks.5")
-    assert embedder.dim == 192
-    vector = embedder.embed([embedder.preprocess(photo("rocket"))])
-    assert vector.shape == (1, 192)
     with pytest.raises(ValueError, match="no module"):
-        TimmImageEmbedder(model, layer="blocks.99")
+        TimmImageEmbedder(model, EFFNET_LITE0.data_config(), layer="blocks.99")

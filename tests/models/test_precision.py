@@ -8,12 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from operators.device import autocast, resolve_precision, to_device
-from streamer.models.embedders import ImageEmbedder, TextEmbedder, load_embedder
-from streamer.demo.samples import TEXT_PAIRS
 from streamer.config.settings import FetchSettings
+from streamer.demo.samples import TEXT_PAIRS
+from streamer.runner.context import Context
+from streamer.runner.device import autocast, resolve_precision, to_device
+from streamer.runner.plan import Plan, bind
+from streamer.runner.runner import Runner
+from tests.models.conftest import embed
 from tests.models.test_image_model import jpeg_bytes, photo
 from topologies import IMAGE, TEXT
+
+BF16 = Context(FetchSettings(), device="cpu", precision="bf16")
 
 
 def test_auto_precision_is_fp32_on_a_cpu_and_explicit_choices_stand() -> None:
@@ -33,18 +38,18 @@ def test_autocast_computes_in_the_chosen_dtype() -> None:
     assert to_device(torch.ones(2), torch.device("cpu")).device.type == "cpu"
 
 
-def test_bf16_image_embeddings_match_fp32(image_embedder: ImageEmbedder) -> None:
-    half = load_embedder(IMAGE, FetchSettings(), "cpu", precision="bf16")
-    assert half.precision == "bf16"
-    tensors = [half.prepare(jpeg_bytes(photo(name))) for name in ("chelsea", "coffee", "rocket")]
-    ours, reference = half.embed(tensors), image_embedder.embed(tensors)
+def test_bf16_image_embeddings_match_fp32(image_plan: Plan, runner: Runner) -> None:
+    half = bind(IMAGE, None, BF16)
+    assert half.precision == "bf16" and image_plan.precision == "fp32"
+    photos = [jpeg_bytes(photo(name)) for name in ("chelsea", "coffee", "rocket")]
+    ours, reference = embed(runner, half, photos), embed(runner, image_plan, photos)
     assert ours.dtype == np.float32
     cosines = (ours * reference).sum(axis=1)
     assert cosines.min() >= 0.98, cosines
 
 
-def test_bf16_text_embeddings_match_fp32(text_embedder: TextEmbedder) -> None:
-    half = load_embedder(TEXT, FetchSettings(), "cpu", precision="bf16")
+def test_bf16_text_embeddings_match_fp32(text_plan: Plan, runner: Runner) -> None:
+    half = bind(TEXT, None, BF16)
     sentences = [pair[0] for pair in TEXT_PAIRS[:6]]
-    cosines = (half.embed(sentences) * text_embedder.embed(sentences)).sum(axis=1)
+    cosines = (embed(runner, half, sentences) * embed(runner, text_plan, sentences)).sum(axis=1)
     assert cosines.min() >= 0.98, cosines

@@ -1,0 +1,38 @@
+"""The ``streamer`` command."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from streamer.cli.bench import bench
+from streamer.cli.clients import dlq, produce, search
+from streamer.cli.common import load
+from streamer.cli.rollout import rollout
+from streamer.cli.run import run
+from streamer.cli.stack import demo, down, topics, up, worker
+from streamer.core.errors import StreamerError
+
+__all__ = ["cli", "main"]
+
+
+@click.group()
+def cli() -> None:
+    """streamer: media references on Kafka become searchable vectors in Milvus."""
+    from streamer.config.logs import configure_logging
+
+    runtime = load().runtime
+    configure_logging(runtime.log_level, runtime.log_format)
+
+
+for command in (up, down, worker, produce, search, run, demo, topics, dlq, rollout, bench):
+    cli.add_command(command)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except StreamerError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

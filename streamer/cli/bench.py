@@ -1,0 +1,98 @@
+"""``streamer bench``: the ingest benchmark, and ``bench search`` for the query service."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from streamer.bench import BenchSizes
+from streamer.cli.common import load, served, topologies_option
+
+__all__ = ["bench"]
+
+
+_SIZES = BenchSizes()
+
+
+@click.group(invoke_without_command=True)
+@click.option("--images", default=_SIZES.images, show_default=True, type=click.IntRange(8))
+@click.option("--texts", default=_SIZES.texts, show_default=True, type=click.IntRange(64))
+@click.option(
+    "--naive-images", default=_SIZES.naive_images, show_default=True, type=click.IntRange(4)
+)
+@click.option(
+    "--naive-texts", default=_SIZES.naive_texts, show_default=True, type=click.IntRange(16)
+)
+@click.option(
+    "--redelivery-rounds",
+    default=_SIZES.redelivery_rounds,
+    show_default=True,
+    type=click.IntRange(1),
+)
+@click.option(
+    "--memory-items", default=_SIZES.memory_items, show_default=True, type=click.IntRange(100)
+)
+@click.option(
+    "--chart",
+    default="streamer-bench.png",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the PNG chart.",
+)
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
+@topologies_option
+@click.pass_context
+def bench(
+    ctx: click.Context,
+    images: int,
+    texts: int,
+    naive_images: int,
+    naive_texts: int,
+    redelivery_rounds: int,
+    memory_items: int,
+    chart: Path,
+    as_json: bool,
+    topology_specs: str | None,
+) -> None:
+    """Ingest throughput: model-only ceiling, end to end, naive baseline, re-delivery and
+    memory, in one run (``streamer bench search`` for the query service)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from streamer.bench.ingest import run_ingest_bench
+
+    sizes = BenchSizes(
+        images=images,
+        texts=texts,
+        naive_images=naive_images,
+        naive_texts=naive_texts,
+        redelivery_rounds=redelivery_rounds,
+        memory_items=memory_items,
+    )
+    settings = load(topology_specs)
+    figures = run_ingest_bench(
+        settings, sizes, topologies=served(settings), chart=chart, quiet=as_json
+    )
+    if as_json:
+        click.echo(json.dumps(figures))
+
+
+@bench.command("search")
+@click.option("--rows", default=20_000, show_default=True, type=click.IntRange(100))
+@click.option("--rate", "rate_qps", default=20.0, show_default=True, help="Requests/s, round trip.")
+@click.option("--duration", "duration_s", default=10.0, show_default=True)
+@click.option("--concurrency", default=200, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
+def bench_search(
+    rows: int, rate_qps: float, duration_s: float, concurrency: int, as_json: bool
+) -> None:
+    """Query service round trip and coalescing against direct Milvus searches."""
+    from streamer.bench.search import run_search_bench
+
+    figures = run_search_bench(
+        load(), rows=rows, rate_qps=rate_qps, duration_s=duration_s,
+        concurrency=concurrency, quiet=as_json,
+    )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(figures))

@@ -1,0 +1,86 @@
+"""Commands that start things: the embedded stack, a worker, the demo, the contract's topics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import click
+
+from streamer.cli.common import load, served, topologies_option
+
+__all__ = ["demo", "down", "topics", "up", "worker"]
+
+
+@click.command()
+def up() -> None:
+    """Start the embedded stack (Tansu, Redis, milvus-lite) in the background."""
+    from streamer.stack.embedded import up as stack_up
+
+    state, started = stack_up(load())
+    click.echo("started the embedded stack" if started else "the embedded stack is already up")
+    click.echo(f"  kafka   {state.kafka_bootstrap}")
+    click.echo(f"  redis   {state.redis_url}")
+    click.echo(f"  milvus  {state.milvus_uri}  (data: {state.milvus_data_dir})")
+
+
+@click.command()
+@click.option("--purge", is_flag=True, help="Also delete the Milvus data.")
+def down(purge: bool) -> None:
+    """Stop the embedded stack; no process is left behind."""
+    from streamer.stack.embedded import down as stack_down
+
+    stopped = stack_down(load(), purge=purge)
+    click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@click.command()
+@click.option("--topology", "names", multiple=True, help="Serve only these topologies.")
+@topologies_option
+@click.option(
+    "--agents",
+    type=click.Choice(["all", "ingest", "search"]),
+    default="all",
+    show_default=True,
+    help="Run both agents, or only ingestion or only search.",
+)
+def worker(names: tuple[str, ...], topology_specs: str | None, agents: str) -> None:
+    """Run the ingestion and query agents (a faust worker) until interrupted."""
+    from streamer.worker.assembly import run_worker
+
+    chosen = ("ingest", "search") if agents == "all" else (agents,)
+    settings = load(topology_specs)
+    run_worker(settings, served(settings, names), chosen)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of results.")
+@click.option("--keep-up", is_flag=True, help="Leave the embedded stack running afterwards.")
+@topologies_option
+def demo(as_json: bool, keep_up: bool, topology_specs: str | None) -> None:
+    """The main job, end to end on the embedded stack, with a results table."""
+    from streamer.demo.run import run_demo
+
+    settings = load(topology_specs)
+    summary = run_demo(settings, keep_up=keep_up, quiet=as_json, topologies=served(settings))
+    if as_json:
+        click.echo(json.dumps(summary))
+    if summary["indexed"] != summary["expected"]:
+        sys.exit(1)
+
+
+@click.group()
+def topics() -> None:
+    """The contract's topics."""
+
+
+@topics.command("create")
+def topics_create() -> None:
+    """Create the missing topics with STREAMER_KAFKA_PARTITIONS partitions (idempotent)."""
+    from streamer.config.topics import ensure_topics, topic_names
+
+    kafka = load().kafka
+    created = asyncio.run(ensure_topics(kafka))
+    for name in topic_names(kafka):
+        click.echo(f"{name}: {'created' if name in created else 'exists'}")

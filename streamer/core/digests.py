@@ -1,0 +1,26 @@
+"""Digests that say whether stored work is still current: of content, of a row, of a source."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["content_hash", "row_digest", "source_digest"]
+
+
+def content_hash(data: bytes) -> str:
+    """SHA-256 of the fetched bytes (or the UTF-8 text)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def row_digest(content: str, uri: str, metadata: Mapping[str, Any]) -> str:
+    """What makes a stored row current: its content, its uri and its metadata."""
+    canonical = json.dumps(metadata, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{content}\0{uri}\0{canonical}".encode()).hexdigest()
+
+
+def source_digest(validator: str, uri: str, metadata: Mapping[str, Any]) -> str:
+    """What a stored row was made from, as far as the source's validator tells (no read)."""
+    return row_digest(f"validator:{validator}", uri, metadata)

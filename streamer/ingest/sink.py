@@ -1,0 +1,59 @@
+"""The end of a batch: rows upserted into a model version's collection.
+
+A store that is down is retried until it answers (the batch is acknowledged only after), and
+a row the store refuses for good is isolated: the rest of the batch is stored, that asset goes
+to the dead letters with stage ``sink``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from streamer.core.errors import SinkError
+from streamer.ingest.changes import Content, Io
+from streamer.ingest.intake import dead_letter
+from streamer.ingest.records import IngestReport
+from streamer.runner.operator import Vector
+from streamer.storage.store import VectorRow, VectorStore
+
+__all__ = ["Sink", "row_of"]
+
+
+def row_of(content: Content, vector: Vector, *, version: str, media_type: str) -> VectorRow:
+    upload = content.asset.upload
+    return VectorRow(
+        id=upload.id,
+        vector=vector,
+        content_hash=content.content_hash,
+        model_version=version,
+        media_type=media_type,
+        uri=upload.uri or "",
+        text=upload.text or "",
+        metadata=upload.metadata,
+    )
+
+
+class Sink:
+    def __init__(self, store: VectorStore, io: Io) -> None:
+        self.store = store
+        self.io = io
+
+    async def write(
+        self, collection: str, rows: Sequence[VectorRow], contents: Sequence[Content],
+        report: IngestReport,
+    ) -> list[Content]:  # fmt: skip
+        """Upsert ``rows``; returns the contents whose rows are stored."""
+        if not rows:
+            return []
+        try:
+            await self.io("upsert", lambda: self.store.upsert(collection, rows))
+            return list(contents)
+        except SinkError as exc:
+            if len(rows) == 1:
+                error = exc.for_asset(rows[0].id)
+                report.dead_letters.append(dead_letter(contents[0].asset.record, error))
+                return []
+        stored: list[Content] = []
+        for row, content in zip(rows, contents, strict=True):
+            stored += await self.write(collection, [row], [content], report)
+        return stored

@@ -1,0 +1,179 @@
+"""The one runner: executes a plan's stages for a micro-batch.
+
+Ingest, query embedding, rollout backfill and compare, local runs and the benchmarks all call
+:meth:`Runner.run`. For a batch of items it
+
+- starts the leading CPU segment (say fetch, or decode and preprocess, fused) for every item
+  at once in the CPU pool, so decoding runs ahead of the model;
+- cuts the items into chunks of the first model stage's batch size (calibrated or declared);
+  each chunk goes to the model pool as soon as its items are ready, as many at once as the pool
+  has threads (model streams); later CPU segments run per item in the CPU pool, later model
+  stages in chunks of their own size;
+- carries a failed item as its typed error to the end, naming its asset; the others go on;
+- checks what the last stage gives: one finite vector of the plan's length per item.
+
+It keeps nothing between calls but its pools. Slots are replaced as stages run, so a batch's
+fetched bytes are freed once decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, MutableMapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from streamer.core.errors import EmbedError, StageError
+from streamer.runner.plan import Plan, Segment, Stage
+
+__all__ = ["Runner", "declared_batch_size"]
+
+
+def declared_batch_size(plan: Plan, stage: Stage) -> int:
+    """The batch size a model stage declares."""
+    assert stage.model is not None
+    return stage.model.operator.batch.max_batch_size
+
+
+class Runner:
+    """Runs plans on a CPU pool and a model pool; ``batch_size`` says how many items one call
+    of a model stage takes (default: what the stage declares)."""
+
+    def __init__(
+        self,
+        cpu_pool: Executor,
+        model_pool: Executor,
+        *,
+        batch_size: Callable[[Plan, Stage], int] = declared_batch_size,
+    ) -> None:
+        self.cpu_pool = cpu_pool
+        self.model_pool = model_pool
+        self.batch_size = batch_size
+
+    @classmethod
+    def with_threads(
+        cls,
+        cpu_threads: int,
+        model_threads: int = 1,
+        *,
+        name: str = "runner",
+        batch_size: Callable[[Plan, Stage], int] = declared_batch_size,
+    ) -> Runner:
+        """A runner owning pools of its own (shut down by :meth:`close`)."""
+        return cls(
+            ThreadPoolExecutor(cpu_threads, f"{name}-cpu"),
+            ThreadPoolExecutor(model_threads, f"{name}-model"),
+            batch_size=batch_size,
+        )
+
+    def close(self) -> None:
+        """Shut the pools down; work already queued is dropped."""
+        for pool in (self.cpu_pool, self.model_pool):
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    async def run(
+        self,
+        plan: Plan,
+        inputs: Sequence[Any],
+        *,
+        ids: Sequence[str] | None = None,
+        first: int = 0,
+        last: int | None = None,
+        timings: MutableMapping[str, float] | None = None,
+    ) -> list[Any]:
+        """Stages ``first`` up to (not including) ``last`` on ``inputs``: one result per input,
+        in order, each the output or the item's :class:`StageError` (naming ``ids[i]``)."""
+        values: list[Any] = list(inputs)
+        segments = plan.segments(first, last)
+        times: MutableMapping[str, float] = timings if timings is not None else {}
+        if values and segments:
+            await self._run_segments(plan, segments, values, times)
+        if last is None or last >= len(plan.stages):
+            self._check_vectors(plan, values)
+        if ids is not None:
+            for i, value in enumerate(values):
+                if isinstance(value, StageError):
+                    values[i] = value.for_asset(ids[i])
+        return values
+
+    async def _run_segments(
+        self,
+        plan: Plan,
+        segments: Sequence[Segment],
+        values: list[Any],
+        times: MutableMapping[str, float],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        lead = segments[0] if segments[0].model is None else None
+        rest = segments[1:] if lead is not None else segments
+        first_model = next((s.model for s in rest if s.model is not None), None)
+        size = self.batch_size(plan, first_model) if first_model is not None else len(values)
+        # the leading CPU segment starts for every item now: it runs ahead of the model
+        ahead = (
+            [loop.run_in_executor(self.cpu_pool, lead.one, v) for v in values]
+            if lead is not None
+            else []
+        )
+
+        async def chunk(indices: range) -> None:
+            if lead is not None:
+                started = time.perf_counter()
+                results = await asyncio.gather(*(ahead[i] for i in indices))
+                _timed(times, lead.label, started)
+                for i, result in zip(indices, results, strict=True):
+                    values[i] = result
+            for segment in rest:
+                live = [i for i in indices if not isinstance(values[i], StageError)]
+                if not live:
+                    return
+                started = time.perf_counter()
+                if segment.model is not None:
+                    await self._model(plan, segment.model, live, values)
+                else:
+                    outs = await asyncio.gather(
+                        *(loop.run_in_executor(self.cpu_pool, segment.one, values[i]) for i in live)
+                    )
+                    for i, out in zip(live, outs, strict=True):
+                        values[i] = out
+                _timed(times, segment.label, started)
+
+        step = max(1, size)
+        await asyncio.gather(
+            *(chunk(range(s, min(s + step, len(values)))) for s in range(0, len(values), step))
+        )
+
+    async def _model(self, plan: Plan, stage: Stage, live: list[int], values: list[Any]) -> None:
+        assert stage.model is not None
+        loop = asyncio.get_running_loop()
+        size = max(1, self.batch_size(plan, stage))
+        for start in range(0, len(live), size):
+            part = live[start : start + size]
+            outs = await loop.run_in_executor(
+                self.model_pool, stage.model, [values[i] for i in part]
+            )
+            for i, out in zip(part, outs, strict=True):
+                values[i] = out
+
+    @staticmethod
+    def _check_vectors(plan: Plan, values: list[Any]) -> None:
+        """What a topology gives must be a finite vector of the plan's length."""
+        for i, value in enumerate(values):
+            if isinstance(value, StageError):
+                continue
+            vector = np.asarray(value, dtype=np.float32)
+            if vector.shape != (plan.dim,):
+                values[i] = EmbedError(
+                    f"topology {plan.topology.name!r} gave a vector of shape {vector.shape}, "
+                    f"expected ({plan.dim},)"
+                )
+            elif not np.isfinite(vector).all():
+                values[i] = EmbedError(f"topology {plan.topology.name!r} gave non-finite values")
+            else:
+                values[i] = vector
+
+
+def _timed(times: MutableMapping[str, float], label: str, started: float) -> None:
+    times[label] = times.get(label, 0.0) + time.perf_counter() - started

@@ -1,0 +1,132 @@
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from streamer.models.calibration import (
+    Calibration,
+    CalibrationCache,
+    calibrate,
+    calibrated_batch_size,
+    fingerprint,
+    pick_batch_size,
+)
+from streamer.testing import FakeModel, Tally
+
+LABEL = "text|minilm-l6@1|embed:0123456789"
+
+
+class TimedModel(FakeModel):
+    """A model whose call costs ``overhead + per_item * n`` on a fake clock, growing past
+    ``knee`` items (as a CPU's caches overflow)."""
+
+    def __init__(self, overhead: float, per_item: float, knee: int = 10**6) -> None:
+        super().__init__(8, Tally())
+        self.now = 0.0
+        self.overhead, self.per_item, self.knee = overhead, per_item, knee
+        self.sizes: list[int] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def __call__(self, prepared: Sequence[Any], /) -> npt.NDArray[np.float32]:
+        n = len(prepared)
+        self.sizes.append(n)
+        slowdown = 1.0 if n <= self.knee else 2.0
+        self.now += self.overhead + self.per_item * n * slowdown
+        return np.zeros((n, self.dim), dtype=np.float32)
+
+
+def test_batching_model_picks_the_size_where_the_overhead_is_amortised() -> None:
+    model = TimedModel(overhead=0.05, per_item=0.001, knee=64)
+    result = calibrate(
+        model, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], label=LABEL, clock=model.clock
+    )
+    # 64: 64/(0.05+0.064)=561/s; 128, 256 and 512 are slower past the knee; 32: 390/s
+    assert result.batch_size == 64
+    assert result.items_per_s[64] > result.items_per_s[32] > result.items_per_s[1]
+    assert 1024 not in result.items_per_s  # stopped after three sizes clearly slower
+
+
+def test_a_model_that_batching_does_not_help_gets_the_smallest_size() -> None:
+    model = TimedModel(overhead=0.0, per_item=0.04, knee=1)  # batching only costs
+    result = calibrate(model, [1, 2, 4, 8, 16, 32], label=LABEL, clock=model.clock)
+    assert result.batch_size == 1
+    assert max(model.sizes) <= 8  # the search ended early
+
+
+def test_equal_speeds_prefer_the_smaller_batch() -> None:
+    assert pick_batch_size({1: 100.0, 8: 103.0, 16: 104.0}) == 1
+    assert pick_batch_size({1: 50.0, 8: 100.0, 16: 120.0}) == 16
+
+
+def test_the_cache_keeps_one_entry_per_fingerprint(tmp_path: Path) -> None:
+    cache = CalibrationCache(tmp_path / "sub" / "calibration.json")
+    model = TimedModel(overhead=0.05, per_item=0.001, knee=64)
+    first = calibrated_batch_size(
+        model, label=LABEL, mode="cached", candidates=[1, 8, 64], cache=cache
+    )
+    assert first is not None and first.batch_size == 64
+    calls = len(model.sizes)
+    again = calibrated_batch_size(
+        model, label=LABEL, mode="cached", candidates=[1, 8, 64], cache=cache
+    )
+    assert again == first and len(model.sizes) == calls  # served from the cache
+    remeasured = calibrated_batch_size(
+        model, label=LABEL, mode="always", candidates=[1, 8], cache=cache
+    )
+    assert remeasured is not None and remeasured.batch_size == 8
+    assert cache.get(fingerprint(LABEL, model)) == remeasured
+    # a run that may not measure reads the cache, and finds nothing for another stage
+    assert (
+        calibrated_batch_size(
+            model, label=LABEL, mode="always", candidates=[1], cache=cache, measure=False
+        )
+        == remeasured
+    )
+    assert (
+        calibrated_batch_size(
+            model, label="other", mode="cached", candidates=[1], cache=cache, measure=False
+        )
+        is None
+    )
+    assert (
+        calibrated_batch_size(model, label=LABEL, mode="off", candidates=[1], cache=cache) is None
+    )
+
+
+def test_a_corrupt_cache_counts_as_empty(tmp_path: Path) -> None:
+    path = tmp_path / "calibration.json"
+    path.write_text("{not json")
+    cache = CalibrationCache(path)
+    assert cache.get("anything") is None
+    path.write_text(json.dumps({"k": {"batch_size": "x"}}))
+    assert cache.get("k") is None
+    cache.put(Calibration("k", 4, {4: 10.0}, 1.0, 0.0))
+    assert cache.get("k") == Calibration("k", 4, {4: 10.0}, 1.0, 0.0)
+
+
+def test_fingerprint_names_model_device_and_precision() -> None:
+    key = fingerprint(LABEL, FakeModel(8, Tally()))
+    assert key.startswith(f"{LABEL}|cpu x")
+    assert "|fp32|" in key and "torch=" in key
+
+
+def test_out_of_memory_at_a_large_size_keeps_the_smaller_ones() -> None:
+    class Small(TimedModel):
+        def __call__(self, prepared: Sequence[Any], /) -> npt.NDArray[np.float32]:
+            if len(prepared) > 8:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return super().__call__(prepared)
+
+    model = Small(overhead=0.05, per_item=0.001)
+    assert calibrate(model, [1, 4, 8, 16, 32], label=LABEL, clock=model.clock).batch_size == 8
+
+
+def test_bad_candidates_are_refused() -> None:
+    with pytest.raises(ValueError):
+        calibrate(FakeModel(8, Tally()), [], label=LABEL)
