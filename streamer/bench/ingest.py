@@ -220,7 +220,7 @@ def run_ingest_bench(
         torch.set_num_threads(available_cores())
 
         # 3. naive baselines: each topology's baseline, one item at a time
-        naive_runner = Runner.with_threads(1, 1, name="naive")
+        naive_runner = Runner.inline()  # one item at a time, every stage in this thread
         try:
             for name, uploads in (
                 ("image", _image_uploads(naive_photos, "naive")),
@@ -232,6 +232,13 @@ def run_ingest_bench(
                 asyncio.run(publish(settings.kafka, uploads, topic=topic))
                 collection = f"{settings.milvus.collection_prefix}naive_{name}"
                 baseline = bind(measured[name].baseline(), None, context)
+                # a warm model, as the calibrated one the other phases use
+                warm_source = (
+                    Source(uri=path_to_uri(warm_photos[0])) if name == "image" else
+                    Source(text="warm up")
+                )  # fmt: skip
+                for _ in range(3):
+                    asyncio.run(naive_runner.run(baseline, [warm_source]))
                 store.ensure_collection(collection, baseline.dim)
                 with progress(console, f"naive {name}", len(uploads)) as advance:
                     figures[f"{name}_naive_ips"] = asyncio.run(

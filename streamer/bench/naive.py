@@ -39,7 +39,8 @@ async def run_naive(
     progress: Callable[[int], None] = lambda done: None,
 ) -> float:
     """Process ``count`` messages of ``topic`` one by one with ``plan`` (the baseline of a
-    topology); returns items per second."""
+    topology) on ``runner`` (an inline one: every stage in this thread); returns items per
+    second."""
     consumer = AIOKafkaConsumer(
         **kafka_options(kafka),
         group_id=group,

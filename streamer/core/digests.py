@@ -1,4 +1,5 @@
-"""Digests that say whether stored work is still current: of content, of a row, of a source."""
+"""Digests: whether stored work is still current (of content, of a row, of a source), and
+the stable ids of assets published without one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["content_hash", "row_digest", "source_digest"]
+__all__ = ["asset_id_for", "content_hash", "row_digest", "source_digest", "text_id"]
 
 
 def content_hash(data: bytes) -> str:
@@ -24,3 +25,14 @@ def row_digest(content: str, uri: str, metadata: Mapping[str, Any]) -> str:
 def source_digest(validator: str, uri: str, metadata: Mapping[str, Any]) -> str:
     """What a stored row was made from, as far as the source's validator tells (no read)."""
     return row_digest(f"validator:{validator}", uri, metadata)
+
+
+def asset_id_for(uri: str) -> str:
+    """A stable, readable id: the file name and a short hash of the full URI."""
+    name = uri.rstrip("/").rsplit("/", 1)[-1][:64] or "asset"
+    return f"{name}-{hashlib.sha256(uri.encode()).hexdigest()[:10]}"
+
+
+def text_id(text: str) -> str:
+    """A stable id for inline text: a short hash of it."""
+    return f"text-{hashlib.sha256(text.encode()).hexdigest()[:16]}"

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from streamer.core.errors import TransientError
 
-__all__ = ["retry_transient"]
+__all__ = ["retry_blocking", "retry_transient"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,3 +35,12 @@ async def retry_transient(
             log.warning("%s: %s; attempt %d, retrying in %.1fs", what, exc, attempt, pause)
             await sleep(pause)
             backoff = min(backoff * 2, max_pause_s)
+
+
+async def retry_blocking(what: str, fn: Callable[[], T], *, max_pause_s: float = 30.0) -> T:
+    """Run blocking work (a store call, say) in a thread, retrying while its dependency is
+    unavailable."""
+    loop = asyncio.get_running_loop()
+    return await retry_transient(
+        what, lambda: loop.run_in_executor(None, fn), max_pause_s=max_pause_s
+    )

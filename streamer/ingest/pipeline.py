@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from streamer.core.digests import content_hash, row_digest, source_digest
 from streamer.core.errors import StageError
 from streamer.core.messages import DeadLetter
-from streamer.core.retry import retry_transient
+from streamer.core.retry import retry_blocking
 from streamer.core.stats import Stats
 from streamer.ingest.changes import ChangeDetector, Content
 from streamer.ingest.dedupe import DedupeCache
@@ -80,11 +80,7 @@ class IngestPipeline:
         self.sink = Sink(store, self._io)
 
     async def _io(self, what: str, fn: Callable[[], T]) -> T:
-        """Run blocking store work in a thread, retrying while the store is unavailable."""
-        loop = asyncio.get_running_loop()
-        return await retry_transient(
-            what, lambda: loop.run_in_executor(None, fn), max_pause_s=self.max_retry_pause_s
-        )
+        return await retry_blocking(what, fn, max_pause_s=self.max_retry_pause_s)
 
     async def process(self, records: Sequence[Record]) -> IngestReport:
         report = IngestReport(received=len(records))
@@ -100,11 +96,13 @@ class IngestPipeline:
 
     async def _delete(self, assets: Sequence[Asset]) -> int:
         ids_by_topology: dict[str, list[str]] = {}
+        every = list(self.topologies.values())
         for asset in assets:
             kind = asset.upload.media_type
-            for topology in self.topologies.values():
-                if kind is None or topology.media_type == kind:
-                    ids_by_topology.setdefault(topology.name, []).append(asset.id)
+            # its medium's topologies; every one when it names none (or one not served here)
+            chosen = [t for t in every if t.media_type == kind] or every
+            for topology in chosen:
+                ids_by_topology.setdefault(topology.name, []).append(asset.id)
         await self._io("delete", lambda: self._delete_everywhere(ids_by_topology))
         return len(assets)
 

@@ -2,70 +2,39 @@
 
 from __future__ import annotations
 
-import glob
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from operators.fetch import path_to_uri
 from streamer.config.connections import kafka_options
 from streamer.config.settings import KafkaSettings
+from streamer.core.digests import asset_id_for, text_id
 from streamer.core.errors import StreamerError, TransientError
-from streamer.core.messages import IMAGE_SUFFIXES, TEXT_SUFFIXES, UploadMessage
+from streamer.core.messages import UploadMessage
+from streamer.runner.local import expand_inputs
 
-__all__ = ["asset_id_for", "expand_sources", "publish", "publish_raw", "text_upload"]
-
-MEDIA_SUFFIXES = IMAGE_SUFFIXES | TEXT_SUFFIXES
-
-
-def asset_id_for(uri: str) -> str:
-    """A stable, readable id: the file name and a short hash of the full URI."""
-    name = uri.rstrip("/").rsplit("/", 1)[-1][:64] or "asset"
-    return f"{name}-{hashlib.sha256(uri.encode()).hexdigest()[:10]}"
+__all__ = ["expand_sources", "publish", "publish_raw", "text_upload"]
 
 
 def text_upload(
     text: str, *, asset_id: str | None = None, metadata: Mapping[str, Any] | None = None
 ) -> UploadMessage:
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return UploadMessage(
-        id=asset_id or f"text-{digest}", text=text, media_type="text", metadata=dict(metadata or {})
-    )
-
-
-def _files_under(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES
+        id=asset_id or text_id(text), text=text, media_type="text", metadata=dict(metadata or {})
     )
 
 
 def expand_sources(
     sources: Sequence[str], *, metadata: Mapping[str, Any] | None = None
 ) -> list[UploadMessage]:
-    """One upload per file, folder entry, glob match or URI, in a stable order."""
-    uris: list[str] = []
-    for source in sources:
-        if "://" in source:
-            uris.append(source)
-            continue
-        path = Path(source).expanduser()
-        if path.is_dir():
-            uris.extend(path_to_uri(p) for p in _files_under(path))
-        elif path.is_file():
-            uris.append(path_to_uri(path))
-        else:
-            matches = sorted(glob.glob(str(path), recursive=True))
-            files = [Path(m) for m in matches if Path(m).is_file()]
-            if not files:
-                raise StreamerError(f"no file, folder or glob match for {source!r}")
-            uris.extend(path_to_uri(p) for p in files)
+    """One upload per file, folder entry (image and text files), glob match or URI, in a
+    stable order."""
     uploads = []
-    for uri in dict.fromkeys(uris):
+    for source in expand_inputs(sources):
+        uri = source.uri or ""
         try:
             uploads.append(
                 UploadMessage(id=asset_id_for(uri), uri=uri, metadata=dict(metadata or {}))

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from streamer.core.errors import QueryError, StageError
 from streamer.core.messages import Hit, SearchRequest, SearchResult, infer_media_type
-from streamer.core.retry import retry_transient
+from streamer.core.retry import retry_blocking
 from streamer.core.stats import Stats
 from streamer.query.filters import build_filter
 from streamer.runner.operator import Source
@@ -225,10 +225,7 @@ class SearchService:
         return failed
 
     async def _io(self, what: str, fn: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await retry_transient(
-            what, lambda: loop.run_in_executor(None, fn), max_pause_s=self.max_retry_pause_s
-        )
+        return await retry_blocking(what, fn, max_pause_s=self.max_retry_pause_s)
 
     async def _resolve(self, query: _Query) -> None:
         """Which collection answers, and with which model version."""

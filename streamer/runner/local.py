@@ -1,6 +1,6 @@
 """Local runs: a topology on files, folders, URIs or texts, in one process, with no server.
 
-Prototype, then deploy. ``streamer run`` and :meth:`Topology.run` bind the same plans and call
+Prototype, then deploy. ``streamer run`` and :func:`run` bind the same plans and call
 the same runner as a worker, so the vectors are those the worker would store. Each input is
 fetched, hashed and run through the rest of its topology in micro-batches; a bad input is a
 row with its error and stage, never a crash. With a :class:`LocalIndex` (a milvus-lite file)
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import glob
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from streamer.config.settings import Settings, load_settings
-from streamer.core.digests import content_hash
+from streamer.core.digests import asset_id_for, content_hash, text_id
 from streamer.core.errors import ConfigError, InvalidMessage, StageError
 from streamer.core.messages import IMAGE_SUFFIXES, TEXT_SUFFIXES, infer_media_type
 from streamer.runner.context import Context
@@ -111,11 +110,7 @@ class LocalRun:
 
 
 def _source_id(source: Source) -> str:
-    if source.uri is not None:
-        name = source.uri.rstrip("/").rsplit("/", 1)[-1][:64] or "asset"
-        return f"{name}-{hashlib.sha256(source.uri.encode()).hexdigest()[:10]}"
-    assert source.text is not None
-    return f"text-{hashlib.sha256(source.text.encode()).hexdigest()[:16]}"
+    return asset_id_for(source.uri) if source.uri is not None else text_id(source.text or "")
 
 
 def files_under(folder: Path, suffixes: frozenset[str] | None) -> list[Path]:

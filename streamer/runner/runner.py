@@ -21,21 +21,35 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, MutableMapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 
 from streamer.core.errors import EmbedError, StageError
 from streamer.runner.plan import Plan, Segment, Stage
 
-__all__ = ["Runner", "declared_batch_size"]
+T = TypeVar("T")
+
+__all__ = ["InlineExecutor", "Runner", "declared_batch_size"]
 
 
 def declared_batch_size(plan: Plan, stage: Stage) -> int:
     """The batch size a model stage declares."""
     assert stage.model is not None
     return stage.model.operator.batch.max_batch_size
+
+
+class InlineExecutor(Executor):
+    """Runs what it is given at once, in the calling thread."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
 
 
 class Runner:
@@ -68,6 +82,12 @@ class Runner:
             ThreadPoolExecutor(model_threads, f"{name}-model"),
             batch_size=batch_size,
         )
+
+    @classmethod
+    def inline(cls, *, batch_size: Callable[[Plan, Stage], int] = declared_batch_size) -> Runner:
+        """A runner that runs every stage in the calling thread, one after another: a per-item
+        runtime (the benchmark's naive baseline), or something to step through in a debugger."""
+        return cls(InlineExecutor(), InlineExecutor(), batch_size=batch_size)
 
     def close(self) -> None:
         """Shut the pools down; work already queued is dropped."""

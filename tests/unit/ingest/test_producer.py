@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from streamer.core.digests import asset_id_for
 from streamer.core.errors import StreamerError
-from streamer.ingest.producer import asset_id_for, expand_sources, text_upload
+from streamer.ingest.producer import expand_sources, text_upload
 
 
 @pytest.fixture

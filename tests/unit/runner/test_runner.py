@@ -87,3 +87,27 @@ def test_a_runner_with_pools_of_its_own_shuts_them_down(tmp_path: Path) -> None:
     assert asyncio.run(runner.run(plan, [])) == []
     runner.close()
     assert runner.cpu_pool._shutdown  # type: ignore[attr-defined]
+
+
+def test_an_inline_runner_runs_every_stage_in_the_calling_thread(tmp_path: Path) -> None:
+    import threading
+
+    seen: set[str] = set()
+
+    class Where(CpuOperator[Any, Any]):
+        name = "where"
+        takes = VECTOR
+        gives = VECTOR
+        error = EmbedError
+
+        def apply(self, item: Any) -> Any:
+            seen.add(threading.current_thread().name)
+            return item
+
+    topology = fake_topology("t", "text").replacing(normalize=Where())
+    plan = bind(topology, None, Context(FetchSettings(media_roots=(tmp_path,))))
+    inline = Runner.inline()
+    out = asyncio.run(inline.run(plan, [Source(text="a"), Source(text="bad one")]))
+    assert out[0].shape == (8,) and isinstance(out[1], StageError)
+    assert seen == {threading.current_thread().name}
+    inline.close()
