@@ -183,7 +183,14 @@ class Runner:
         for i, value in enumerate(values):
             if isinstance(value, StageError):
                 continue
-            vector = np.asarray(value, dtype=np.float32)
+            try:
+                vector = np.asarray(value, dtype=np.float32)
+            except (TypeError, ValueError) as exc:
+                values[i] = EmbedError(
+                    f"topology {plan.topology.name!r} gave {type(value).__name__}, not a vector: "
+                    f"{exc}"
+                )
+                continue
             if vector.shape != (plan.dim,):
                 values[i] = EmbedError(
                     f"topology {plan.topology.name!r} gave a vector of shape {vector.shape}, "

@@ -75,7 +75,8 @@ class Spoil(CpuOperator[Any, Any]):
 def test_what_the_last_stage_gives_is_checked(tmp_path: Path) -> None:
     context = Context(FetchSettings(media_roots=(tmp_path,)))
     for spoiled, message in ((np.ones(5), "shape (5,), expected (3,)"),
-                             (np.full(3, np.nan), "non-finite")):  # fmt: skip
+                             (np.full(3, np.nan), "non-finite"),
+                             ({"not": "a vector"}, "gave dict, not a vector")):  # fmt: skip
         topology = fake_topology("t", "text", dim=3).replacing(normalize=Spoil(spoiled))
         out = asyncio.run(Runner(POOL, POOL).run(bind(topology, None, context), [Source(text="x")]))
         assert isinstance(out[0], EmbedError) and message in str(out[0])
