@@ -156,17 +156,13 @@ class IngestPipeline:
             first, [a.source for a in todo], ids=[a.id for a in todo], last=1,
             timings=report.timings,
         )  # fmt: skip
-        contents: list[Content] = []
-        blobs: dict[str, bytes] = {}  # content hash -> the fetched bytes
         for asset, data in zip(todo, fetched, strict=True):
             if isinstance(data, StageError):
                 report.dead_letters.append(dead_letter(asset.record, data))
-                continue
-            digest = content_hash(data)
-            blobs[digest] = data
-            upload = asset.upload
-            row = row_digest(digest, upload.uri or "", upload.metadata)
-            contents.append(Content(asset, digest, row, sources.get(asset.id, "")))
+        # hashing a batch of photos is real work: off the event loop (hashlib frees the GIL)
+        contents, blobs = await loop.run_in_executor(
+            self.runner.cpu_pool, _hashed, todo, fetched, sources
+        )
         for i, target in enumerate(targets):
             await self._write(topology, target, contents, blobs, report, last=i == len(targets) - 1)
 
@@ -247,6 +243,24 @@ def _sources(plan: Plan, assets: Sequence[Asset]) -> dict[str, str]:
             upload = asset.upload
             digests[asset.id] = source_digest(validator, upload.uri or "", upload.metadata)
     return digests
+
+
+def _hashed(
+    assets: Sequence[Asset], fetched: Sequence[Any], sources: Mapping[str, str]
+) -> tuple[list[Content], dict[str, bytes]]:
+    """The fetched assets with their content hash and digests, and the bytes by content hash
+    (assets whose fetch failed are left out)."""
+    contents: list[Content] = []
+    blobs: dict[str, bytes] = {}
+    for asset, data in zip(assets, fetched, strict=True):
+        if isinstance(data, StageError):
+            continue
+        digest = content_hash(data)
+        blobs[digest] = data
+        upload = asset.upload
+        row = row_digest(digest, upload.uri or "", upload.metadata)
+        contents.append(Content(asset, digest, row, sources.get(asset.id, "")))
+    return contents, blobs
 
 
 def _first_per_record(letters: list[DeadLetter]) -> list[DeadLetter]:
