@@ -111,13 +111,14 @@ class Plan:
 
     @property
     def device(self) -> str:
-        models = self.models
-        return models[0].bound.device if models else "cpu"  # type: ignore[union-attr]
+        """Where its first model stage runs (``cpu`` without one)."""
+        model = next((s.model for s in self.stages if s.model is not None), None)
+        return model.device if model is not None else "cpu"
 
     @property
     def precision(self) -> str:
-        models = self.models
-        return models[0].bound.precision if models else "fp32"  # type: ignore[union-attr]
+        model = next((s.model for s in self.stages if s.model is not None), None)
+        return model.precision if model is not None else "fp32"
 
 
 def bind(topology: Topology, version: str | None, context: Context) -> Plan:
