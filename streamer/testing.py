@@ -134,8 +134,11 @@ class InMemoryVectorStore(VectorStore):
             if i in rows
         }
 
-    def count(self, name: str) -> int:
+    def count(self, name: str, *, consistency_level: str = "Strong") -> int:
         return len(self._resolve(name).rows)
+
+    def wait_searchable(self, name: str, *, timeout_s: float = 30.0, poll_s: float = 0.25) -> bool:
+        return True  # reads its own writes, like milvus-lite
 
     def ids(self, name: str) -> list[str]:
         return list(self._resolve(name).rows)

@@ -310,7 +310,12 @@ class Rollouts:
                 f"`rollout backfill {name}` first (or --force)"
             )
         alias = topology.alias(prefix=self.prefix)
-        self.store.point_alias(alias, self.collection(topology, state.candidate))
+        target = self.collection(topology, state.candidate)
+        # a Milvus server shows a backfill's last writes to searches only after its grace time:
+        # switching before then would answer from an incomplete version for a few seconds
+        if not self.store.wait_searchable(target):
+            log.warning("promoting before searches see every row", extra={"collection": target})
+        self.store.point_alias(alias, target)
         self.registry.change(topology, state.epoch, candidate=None, previous=state.serving)
         log.info("promoted", extra={"topology": name, "serving": state.candidate})
         return self.registry.read(topology)

@@ -3,6 +3,21 @@
 Rows keep the asset id (primary key, so a re-delivery overwrites instead of duplicating), the
 uri or inline text, the content hash, the model version and the metadata: enough to backfill a
 new model version from what is stored. Vectors are unit length; the metric is inner product.
+
+The same code serves milvus-lite and a Milvus server; where the server differs:
+
+consistency  milvus-lite reads its own writes; a server answers at a collection's default level
+             (Bounded: writes of the last few seconds unseen). The lookups the ingest path and
+             rollouts rely on (read_rows, count, ids) read Strong; collections are created
+             Strong so that query iterators, which take no per-call level, are too. Searches
+             use ``MilvusSettings.consistency_level`` (Strong costs a time tick per search).
+load         a server serves only loaded collections; after a restart it loads them again
+             itself, slowly, and calls meet "not loaded" meanwhile (milvus-lite forgets loads).
+             A call that meets a released collection loads it and is retried once.
+flush        a server seals segments itself (``flush_rows=0`` suits it); a flush is never
+             needed to read a write.
+aliases      Milvus >= 2.4 refuses to drop a collection an alias points at; ``drop`` removes
+             those aliases first, as milvus-lite and older servers do themselves.
 """
 
 from __future__ import annotations
@@ -33,6 +48,8 @@ ID_MAX_CHARS = 512
 URI_MAX_BYTES = 16_384
 TEXT_MAX_BYTES = 65_535
 QUERY_CHUNK = 500
+# read-your-writes: every write acknowledged before the call is seen by it
+READ_YOUR_WRITES = "Strong"
 INCARNATION = "streamer.incarnation"
 MODEL_VERSION = "streamer.model_version"
 
@@ -191,6 +208,7 @@ class VectorStore:
                         schema=schema,
                         index_params=index,
                         properties={INCARNATION: uuid.uuid4().hex, MODEL_VERSION: model_version},
+                        consistency_level=READ_YOUR_WRITES,
                     ),
                 )
             except SinkError:
@@ -246,8 +264,13 @@ class VectorStore:
         return sorted(n for n in names if n.startswith(prefix))
 
     def drop(self, name: str) -> None:
+        """Drop ``name`` and the aliases that point at it."""
+        client = self.client
         self._described.pop(name, None)
-        self._call("drop_collection", lambda: self.client.drop_collection(name))
+        listed = self._call("list_aliases", lambda: client.list_aliases(collection_name=name))
+        for alias in listed.get("aliases", []):
+            self._call("drop_alias", lambda a=alias: client.drop_alias(a))  # type: ignore[misc]
+        self._call("drop_collection", lambda: client.drop_collection(name))
 
     # rows
 
@@ -284,7 +307,12 @@ class VectorStore:
             chunk = unique[start : start + QUERY_CHUNK]
             rows = self._call(
                 "query",
-                lambda c=chunk: self.client.query(name, filter=id_filter(c), output_fields=fields),  # type: ignore[misc]
+                lambda c=chunk: self.client.query(  # type: ignore[misc]
+                    name,
+                    filter=id_filter(c),
+                    output_fields=fields,
+                    consistency_level=READ_YOUR_WRITES,
+                ),
                 collection=name,
             )
             for row in rows:
@@ -300,16 +328,34 @@ class VectorStore:
                 )
         return found
 
-    def count(self, name: str) -> int:
+    def count(self, name: str, *, consistency_level: str = READ_YOUR_WRITES) -> int:
         rows = self._call(
             "count",
-            lambda: self.client.query(name, filter="", output_fields=["count(*)"]),
+            lambda: self.client.query(
+                name, filter="", output_fields=["count(*)"], consistency_level=consistency_level
+            ),
             collection=name,
         )
         return int(rows[0]["count(*)"]) if rows else 0
 
+    def wait_searchable(self, name: str, *, timeout_s: float = 30.0, poll_s: float = 0.25) -> bool:
+        """Wait until searches (at the configured consistency level) see at least the rows
+        ``name`` holds now: a Milvus server at Bounded shows writes only after its grace time
+        (~5 s). True at once on milvus-lite or at Strong; False after ``timeout_s``."""
+        written = self.count(name)
+        deadline = time.monotonic() + timeout_s
+        while self.count(name, consistency_level=self.settings.consistency_level) < written:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll_s)
+        return True
+
     def ids(self, name: str) -> list[str]:
-        """Every id in ``name`` (for audits and tests; pages through the collection)."""
+        """Every id in ``name`` (for audits and tests; pages through the collection).
+
+        The iterator reads at the collection's default level (it takes no per-call level),
+        which ``ensure_collection`` makes Strong.
+        """
         out: list[str] = []
         iterator = self._call(
             "query_iterator",
@@ -342,6 +388,7 @@ class VectorStore:
                 filter=filter_expr,
                 output_fields=["uri", "text", "metadata", "model_version"],
                 search_params={"metric_type": "IP"},
+                consistency_level=self.settings.consistency_level,
             ),
             collection=name,
         )

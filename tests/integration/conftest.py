@@ -2,12 +2,17 @@
 
 Each test works in a namespace of its own: topics, consumer group, collections and Redis keys,
 removed afterwards. Workers are real ``streamer worker`` processes.
+
+Tests of the Milvus paths also run against a real Milvus server (the ``milvus`` package: a
+Milvus 2.3 standalone with its own etcd, started once when first needed): a module marked with
+``BOTH_MILVUS`` runs each test with ``milvus_backend`` set to ``lite`` and to ``server``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -17,16 +22,40 @@ from pathlib import Path
 
 import pytest
 import redis
+from pymilvus import MilvusClient
 
-from streamer.config.settings import Settings, load_settings, namespaced, settings_env
+from streamer.config.settings import (
+    MilvusSettings,
+    Settings,
+    load_settings,
+    namespaced,
+    settings_env,
+)
 from streamer.config.topics import ensure_topics
 from streamer.core.errors import TransientError
 from streamer.core.stats import Stats
 from streamer.stack.embedded import down, up
-from streamer.stack.processes import start_worker, terminate
+from streamer.stack.processes import free_port, start_worker, terminate
 from streamer.storage.store import VectorStore
 
 pytestmark = pytest.mark.integration
+
+BOTH_MILVUS = pytest.mark.parametrize(
+    "milvus_backend", ["lite", "server"], indirect=True, scope="module"
+)
+MILVUS_SERVER_START_S = 180.0
+# every port the milvus package's config template names, so none is left to its fixed default
+MILVUS_SERVER_PORTS = (
+    "proxy_port",
+    "proxy_internal_port",
+    "root_coord_port",
+    "query_coord_port",
+    "query_node_port",
+    "index_coord_port",
+    "index_node_port",
+    "data_coord_port",
+    "data_node_port",
+)
 
 
 def stack_env(state_dir: Path) -> dict[str, str]:
@@ -55,6 +84,75 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         down(settings, purge=True)
 
 
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Milvus server on free ports, data in a temporary folder; yields its uri."""
+    from milvus import MilvusServer
+
+    data_dir = tmp_path_factory.mktemp("milvus-server")
+    ports = {key: free_port() for key in MILVUS_SERVER_PORTS}
+    etcd_peer, etcd_client = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    # The embedded etcd listens on 2379 and 2380 whatever the template says unless given an
+    # etcd config of its own (ETCD_CONFIG_PATH is read as etcd.config.path).
+    etcd_config = data_dir / "embed-etcd.yaml"
+    etcd_config.write_text(
+        f"name: streamer-test\nlisten-peer-urls: {etcd_peer}\n"
+        f"initial-advertise-peer-urls: {etcd_peer}\ninitial-cluster: streamer-test={etcd_peer}\n"
+        f"listen-client-urls: {etcd_client}\nadvertise-client-urls: {etcd_client}\n"
+    )
+    server = MilvusServer(
+        wait_for_started=False,
+        data_dir=str(data_dir),
+        etcd_port=int(etcd_client.rsplit(":", 1)[1]),
+        **ports,
+    )
+    uri = f"http://127.0.0.1:{ports['proxy_port']}"
+    log = data_dir / "logs" / "milvus-stdout.log"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ETCD_CONFIG_PATH", str(etcd_config))
+        server.start()
+    try:
+        deadline = time.monotonic() + MILVUS_SERVER_START_S
+        while not _milvus_answers(uri):
+            if server.server_proc.poll() is not None:
+                pytest.fail(f"the Milvus server exited during start-up; see {log}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the Milvus server did not answer at {uri} in time; see {log}")
+            time.sleep(0.5)
+    except BaseException:
+        server.stop()  # its data stays, for the log
+        raise
+    try:
+        yield uri
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _milvus_answers(uri: str) -> bool:
+    try:
+        client = MilvusClient(uri=uri, timeout=3)
+    except Exception:
+        return False
+    try:
+        client.list_collections()
+        return True
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def milvus_backend(request: pytest.FixtureRequest, stack: Settings) -> MilvusSettings:
+    """The Milvus a test talks to: the stack's milvus-lite, or the real server where a module is
+    marked ``BOTH_MILVUS``. The server seals segments itself, so nothing flushes."""
+    if getattr(request, "param", "lite") == "lite":
+        return stack.milvus
+    uri = request.getfixturevalue("milvus_server")
+    return stack.milvus.model_copy(update={"uri": uri, "flush_rows": 0})
+
+
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -70,10 +168,13 @@ def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 120.0) -> 
 class Scenario:
     """One test's namespace on the shared stack, with helpers to drive and observe it."""
 
-    def __init__(self, base: Settings, media: Path, logs: Path) -> None:
+    def __init__(
+        self, base: Settings, media: Path, logs: Path, milvus: MilvusSettings | None = None
+    ) -> None:
         self.namespace = f"t{uuid.uuid4().hex[:10]}"
         self.media = media
         self.logs = logs
+        base = base.model_copy(update={"milvus": milvus}) if milvus is not None else base
         self.settings = namespaced(base, self.namespace, (media,))
         self.store = VectorStore(self.settings.milvus)
         self.redis = redis.Redis.from_url(self.settings.redis.url)
@@ -90,6 +191,11 @@ class Scenario:
     def count(self, topology: str) -> int:
         name = self.collection(topology)
         return self.store.count(name) if self.store.collections(name) else 0
+
+    def wait_searchable(self, collection: str) -> None:
+        """Wait until searches see every row of ``collection``. At the searches' default level
+        (Bounded) a Milvus server shows a write only after its gracefulTime (5 s)."""
+        assert self.store.wait_searchable(collection, timeout_s=120), f"{collection} lags"
 
     def start_worker(self, **extra_env: str) -> subprocess.Popen[bytes]:
         env = {**settings_env(self.settings), **extra_env}
@@ -119,12 +225,12 @@ class Scenario:
 
 
 @pytest.fixture
-def scenario(stack: Settings, tmp_path: Path) -> Iterator[Scenario]:
+def scenario(stack: Settings, milvus_backend: MilvusSettings, tmp_path: Path) -> Iterator[Scenario]:
     media = tmp_path / "media"
     logs = tmp_path / "logs"
     media.mkdir()
     logs.mkdir()
-    scenario = Scenario(stack, media, logs)
+    scenario = Scenario(stack, media, logs, milvus_backend)
     try:
         yield scenario
     finally:

@@ -9,9 +9,9 @@ import redis
 
 from streamer.core.messages import UploadMessage
 from streamer.ingest.producer import publish
-from tests.integration.conftest import Scenario, wait_for
+from tests.integration.conftest import BOTH_MILVUS, Scenario, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, BOTH_MILVUS]
 
 N = 1000
 

@@ -1,4 +1,4 @@
-"""Uploads on the real broker become rows in the real milvus-lite, through a real worker."""
+"""Uploads on the real broker become rows in the real Milvus, through a real worker."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from operators.fetch import path_to_uri
 from streamer.core.messages import UploadMessage
 from streamer.demo.samples import write_photos
 from streamer.ingest.producer import publish, publish_raw
-from tests.integration.conftest import Scenario, wait_for
+from tests.integration.conftest import BOTH_MILVUS, Scenario, wait_for
 from tests.models.reference import sentence_transformers_reference, timm_reference
 from tests.unit.operators.test_decode import png_header_only
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, BOTH_MILVUS]
 
 TEXTS = ["A cup of coffee.", "A cat asleep on a sofa.", "Rockets launch at dawn.", "Rain in Paris."]
 

@@ -18,9 +18,11 @@ from streamer.core.stats import Stats
 from streamer.ingest.producer import publish
 from streamer.query.client import SyncSearchClient
 from streamer.rollout.commands import RolloutError, Rollouts
-from tests.integration.conftest import Scenario, wait_for
+from tests.integration.conftest import BOTH_MILVUS, Scenario, wait_for
 from topologies import DEFAULT_TOPOLOGIES, TEXT
 
+# The killed-backfill test runs on milvus-lite only: on the server its hundreds of Strong
+# lookups (a time tick each) double its time, and the promotion test covers the backfill there.
 pytestmark = pytest.mark.integration
 
 V2 = "minilm-l6-cls@2"
@@ -33,6 +35,7 @@ def texts(start: int, n: int) -> list[UploadMessage]:
     ]
 
 
+@BOTH_MILVUS
 def test_rollout_while_ingest_continues_then_promote(scenario: Scenario) -> None:
     kafka = scenario.settings.kafka
     asyncio.run(publish(kafka, texts(0, 60)))
@@ -50,6 +53,8 @@ def test_rollout_while_ingest_continues_then_promote(scenario: Scenario) -> None
     wait_for("the later uploads", lambda: scenario.count("text") == 100)
     v2 = TEXT.collection_name(V2, prefix=scenario.settings.milvus.collection_prefix)
     wait_for("their shadow writes", lambda: scenario.store.count(v2) == 100)
+    # a server's searches trail its writes by seconds: promote waits for them, so every search
+    # after the switch has its five hits (asserted below)
 
     results: list[SearchResult] = []
     stop = threading.Event()
@@ -130,6 +135,7 @@ def test_a_killed_backfill_resumes_from_its_checkpoint(scenario: Scenario) -> No
     rollouts.close()
 
 
+@BOTH_MILVUS
 def test_promotion_refuses_an_incomplete_candidate(scenario: Scenario) -> None:
     asyncio.run(publish(scenario.settings.kafka, texts(0, 10)))
     scenario.start_worker()

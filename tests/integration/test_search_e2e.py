@@ -1,4 +1,4 @@
-"""Searches through the real query topics, answered by a real worker from real milvus-lite."""
+"""Searches through the real query topics, answered by a real worker from real Milvus."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from operators.fetch import path_to_uri
-from streamer.config.settings import Settings, settings_env
+from streamer.config.settings import MilvusSettings, Settings, settings_env
 from streamer.core.messages import SearchResult, UploadMessage
 from streamer.demo.samples import TEXT_PAIRS, write_photos
 from streamer.ingest.producer import publish
 from streamer.query.client import SearchClient, SyncSearchClient
-from tests.integration.conftest import Scenario, wait_for
+from tests.integration.conftest import BOTH_MILVUS, Scenario, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, BOTH_MILVUS]
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "coins", "moon")
 HOSTILE = [
@@ -35,11 +35,13 @@ HOSTILE = [
 
 
 @pytest.fixture(scope="module")
-def indexed(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+def indexed(
+    stack: Settings, milvus_backend: MilvusSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Scenario]:
     root = tmp_path_factory.mktemp("search")
     (root / "media").mkdir()
     (root / "logs").mkdir()
-    scenario = Scenario(stack, root / "media", root / "logs")
+    scenario = Scenario(stack, root / "media", root / "logs", milvus_backend)
     photos = write_photos(scenario.media)
     uploads = [
         UploadMessage(
@@ -63,6 +65,8 @@ def indexed(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             scenario.count("image") == len(PHOTOS) and scenario.count("text") == len(TEXT_PAIRS)
         ),
     )
+    scenario.wait_searchable(scenario.collection("image"))
+    scenario.wait_searchable(scenario.collection("text"))
     try:
         yield scenario
     finally:
