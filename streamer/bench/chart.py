@@ -6,12 +6,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from streamer.core.extras import require
+
 __all__ = ["write_chart"]
 
 
 def write_chart(path: Path, figures: dict[str, Any], memory: Sequence[tuple[int, float]]) -> Path:
     """A PNG with three panels: image and text items/s (model-only ceiling, streamer end to
     end, naive baseline), first ingest vs re-delivery, and worker RSS across the memory run."""
+    require("matplotlib", extra="charts", feature="the benchmark's chart")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -18,6 +18,7 @@ __all__ = ["cli", "main"]
 
 
 @click.group()
+@click.version_option(package_name="streamer", prog_name="streamer")
 def cli() -> None:
     """streamer: media references on Kafka become searchable vectors in Milvus."""
     from streamer.config.logs import configure_logging

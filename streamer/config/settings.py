@@ -14,8 +14,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from streamer.config.cpus import available_cores
 from streamer.core.errors import ConfigError
 
 __all__ = [
@@ -49,6 +58,20 @@ class KafkaSettings(_Concern):
     search_requests_topic: str = "search.requests"
     search_results_topic: str = "search.results"
     partitions: int = Field(4, ge=1, description="partitions of the topics streamer creates")
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="replicas of every topic streamer creates (its own and faust's); 3 on a "
+        "production cluster, 1 on the embedded stack",
+    )
+    min_insync_replicas: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="min.insync.replicas of the topics streamer creates; producers use "
+        "acks=all, so a write needs this many replicas",
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     sasl_username: str | None = None
@@ -60,6 +83,15 @@ class KafkaSettings(_Concern):
     fetch_max_wait_ms: int = Field(
         100, ge=1, le=60_000, description="longest a fetch waits on the broker for new records"
     )
+
+    @model_validator(mode="after")
+    def _isr_within_replicas(self) -> KafkaSettings:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"min_insync_replicas ({self.min_insync_replicas}) exceeds replication_factor "
+                f"({self.replication_factor}): no write could succeed"
+            )
+        return self
 
 
 class RedisSettings(_Concern):
@@ -81,6 +113,14 @@ class MilvusSettings(_Concern):
         description="flush a collection after this many upserted rows (0: never). milvus-lite "
         "searches unflushed rows by brute force, ~35x slower than flushed ones; a Milvus "
         "server seals segments itself, so 0 suits it",
+    )
+    consistency_level: Literal["Strong", "Bounded", "Session", "Eventually"] = Field(
+        "Bounded",
+        description="of the searches users issue. Bounded (Milvus's own default) answers at "
+        "once and sees writes older than the server's common.gracefulTime (5 s by default); "
+        "Strong sees every acknowledged write but waits for the server's next time tick "
+        "(~200 ms a search on a Milvus server). milvus-lite is always Strong. Lookups the "
+        "ingest path depends on (dedupe, read_rows, count, ids) are always Strong",
     )
 
 
@@ -123,14 +163,6 @@ class BatchingSettings(_Concern):
         if not value or min(value) < 1 or max(value) > 4096:
             raise ValueError("batch sizes must be in 1..4096")
         return tuple(sorted(set(value)))
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (a container's CPU set, not the host's count)."""
-    try:
-        return max(1, min(32, len(os.sched_getaffinity(0))))
-    except AttributeError:  # not on Linux
-        return max(1, min(32, os.cpu_count() or 1))
 
 
 class FetchSettings(_Concern):
@@ -325,6 +357,8 @@ def _build(model: type[_C], values: Mapping[str, str]) -> _C:
     except ValidationError as exc:
         problems = "; ".join(
             f"{model.env_prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            if err["loc"]
+            else f"{model.env_prefix}*: {err['msg']}"
             for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from exc

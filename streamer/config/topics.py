@@ -1,4 +1,5 @@
-"""Create the contract's topics with the configured partition count, when they are missing."""
+"""Create the contract's topics, when they are missing, with the configured partition count,
+replication factor and ``min.insync.replicas``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from streamer.config.connections import kafka_options
 from streamer.config.settings import KafkaSettings
 from streamer.core.errors import TransientError
 
-__all__ = ["ensure_topics", "topic_names"]
+__all__ = ["ensure_topics", "topic_configs", "topic_names"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,11 @@ def topic_names(kafka: KafkaSettings) -> list[str]:
         kafka.search_requests_topic,
         kafka.search_results_topic,
     ]
+
+
+def topic_configs(kafka: KafkaSettings) -> dict[str, str]:
+    """Per-topic configuration streamer sets on the topics it creates."""
+    return {"min.insync.replicas": str(kafka.min_insync_replicas)}
 
 
 async def ensure_topics(kafka: KafkaSettings, extra: Sequence[str] = ()) -> list[str]:
@@ -41,11 +47,22 @@ async def ensure_topics(kafka: KafkaSettings, extra: Sequence[str] = ()) -> list
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [
-                        NewTopic(t, num_partitions=kafka.partitions, replication_factor=1)
+                        NewTopic(
+                            t,
+                            num_partitions=kafka.partitions,
+                            replication_factor=kafka.replication_factor,
+                            topic_configs=topic_configs(kafka),
+                        )
                         for t in missing
                     ]
                 )
-            log.info("created topics %s with %d partitions", missing, kafka.partitions)
+            log.info(
+                "created topics %s with %d partitions, %d replicas, min.insync.replicas %d",
+                missing,
+                kafka.partitions,
+                kafka.replication_factor,
+                kafka.min_insync_replicas,
+            )
         return missing
     finally:
         await admin.close()

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from streamer.core.extras import require
+
 __all__ = ["PHOTOS", "TEXT_PAIRS", "sample_photo", "transformed_copy", "write_photos"]
 
 PHOTOS = (
@@ -76,6 +78,7 @@ TEXT_PAIRS = (
 
 def sample_photo(name: str) -> Image.Image:
     """One of the scikit-image sample photos (``PHOTOS``), as RGB."""
+    require("skimage", extra="embedded", feature="the demo's sample photos")
     from skimage import data
 
     array = getattr(data, name)()

@@ -212,13 +212,25 @@ class CalibrationCache:
         except (TypeError, KeyError, ValueError, AttributeError):
             return None
 
-    def put(self, calibration: Calibration) -> None:
+    def put(self, calibration: Calibration) -> bool:
+        """Save ``calibration``; a cache that cannot be written is logged, not fatal (the
+        measurement still serves this process). Returns whether it was saved."""
         data = self._read()
         entry = asdict(calibration)
         entry.pop("key")
         data[calibration.key] = entry
-        with _atomic_write(self.path) as tmp:
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        try:
+            with _atomic_write(self.path) as tmp:
+                tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        except OSError as exc:
+            log.warning(
+                "calibration not saved to %s: %s; the next start measures again "
+                "(set STREAMER_BATCH_CALIBRATION_CACHE to a writable file)",
+                self.path,
+                exc.strerror or exc,
+            )
+            return False
+        return True
 
 
 @contextlib.contextmanager

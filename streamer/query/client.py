@@ -61,7 +61,7 @@ class SearchClient:
     async def start(self) -> None:
         servers = self.kafka.bootstrap_servers
         options = kafka_options(self.kafka)
-        self._producer = AIOKafkaProducer(**options, linger_ms=0, acks=1)
+        self._producer = AIOKafkaProducer(**options, linger_ms=0, acks="all")
         self._consumer = AIOKafkaConsumer(**options, enable_auto_commit=False, fetch_max_wait_ms=10)
         try:
             await self._producer.start()

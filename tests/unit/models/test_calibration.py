@@ -110,6 +110,21 @@ def test_a_corrupt_cache_counts_as_empty(tmp_path: Path) -> None:
     assert cache.get("k") == Calibration("k", 4, {4: 10.0}, 1.0, 0.0)
 
 
+def test_a_cache_that_cannot_be_written_is_logged_not_fatal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cache = CalibrationCache(blocker / "calibration.json")  # its folder cannot be created
+    model = TimedModel(overhead=0.05, per_item=0.001, knee=64)
+    result = calibrated_batch_size(
+        model, label=LABEL, mode="cached", candidates=[1, 8], cache=cache
+    )
+    assert result is not None and result.batch_size == 8  # the measurement still serves
+    assert "calibration not saved to" in caplog.text
+    assert "STREAMER_BATCH_CALIBRATION_CACHE" in caplog.text
+
+
 def test_fingerprint_names_model_device_and_precision() -> None:
     key = fingerprint(LABEL, FakeModel(8, Tally()))
     assert key.startswith(f"{LABEL}|cpu x")
