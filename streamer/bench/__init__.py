@@ -18,3 +18,10 @@ class BenchSizes:
     redelivery_rounds: int = 5
     memory_items: int = 20_000
     model_seconds: float = 4.0
+    #: measure the text topology too (False: images only, no text model loaded anywhere; the
+    #: memory run, which uses texts, is left out)
+    text: bool = True
+
+    @property
+    def media(self) -> tuple[str, ...]:
+        return ("image", "text") if self.text else ("image",)

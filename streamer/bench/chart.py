@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from streamer.bench.report import measured_media
 from streamer.core.extras import require
 
 __all__ = ["write_chart"]
@@ -21,7 +22,7 @@ def write_chart(path: Path, figures: dict[str, Any], memory: Sequence[tuple[int,
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.6), width_ratios=[2.2, 1.2, 2])
-    groups = ("image", "text")
+    groups = measured_media(figures)
     series = (
         ("model-only ceiling", "model_ips", "#9aa5b1"),
         ("streamer end to end", "e2e_ips", "#1f77b4"),
@@ -33,7 +34,8 @@ def write_chart(path: Path, figures: dict[str, Any], memory: Sequence[tuple[int,
         values = [float(figures[f"{name}_{suffix}"]) for name in groups]
         bars = ax1.bar(xs, values, width, label=label, color=color)
         ax1.bar_label(bars, fmt="%.0f", fontsize=8)
-    ax1.set_xticks(range(len(groups)), ["images 1920x1280 JPEG", "short texts"])
+    names = {"image": "images 1920x1280 JPEG", "text": "short texts"}
+    ax1.set_xticks(range(len(groups)), [names[g] for g in groups])
     ax1.set_ylabel("items / s")
     ax1.set_title("throughput")
     ax1.legend(fontsize=8)
@@ -51,7 +53,10 @@ def write_chart(path: Path, figures: dict[str, Any], memory: Sequence[tuple[int,
         ax3.set_ylim(0, max(rss) * 1.15)
     ax3.set_xlabel("items processed in the memory run")
     ax3.set_ylabel("worker RSS (MB)")
-    ax3.set_title(f"worker memory: {figures['rss_growth_pct']:+.1f} % over the run")
+    growth = figures.get("rss_growth_pct")
+    ax3.set_title(
+        f"worker memory: {growth:+.1f} % over the run" if growth is not None else "no memory run"
+    )
 
     fig.suptitle(f"streamer bench on {figures['machine']}", fontsize=10)
     fig.tight_layout()

@@ -42,7 +42,6 @@ from streamer.config.connections import redis_client
 from streamer.config.settings import (
     Settings,
     available_cores,
-    load_settings,
     namespaced,
     settings_env,
 )
@@ -56,6 +55,7 @@ from streamer.models.calibration import (
     calibrated_batch_size,
     stage_label,
     throughput,
+    warm_up,
 )
 from streamer.runner.context import Context
 from streamer.runner.operator import ModelOperator, Source
@@ -63,6 +63,7 @@ from streamer.runner.plan import Plan, Stage, bind
 from streamer.runner.runner import Runner
 from streamer.runner.topology import Topology
 from streamer.stack.embedded import down as stack_down
+from streamer.stack.embedded import recorded_settings
 from streamer.stack.embedded import up as stack_up
 from streamer.stack.processes import start_worker, terminate
 from streamer.storage.store import VectorStore
@@ -77,9 +78,11 @@ def _model_ceiling(
     ``streams`` calls at once (as the worker runs them)."""
     assert stage.model is not None
     model = stage.model.model
-    model(list(inputs[:size]))  # warm
     chunks = [list(inputs[start : start + size]) for start in range(0, len(inputs), size)]
     with ThreadPoolExecutor(streams) as pool:
+        # every thread, every chunk shape, before timing (a GPU's first call per pair is slow)
+        for shape in {len(chunk): chunk for chunk in chunks}.values():
+            warm_up(model, shape, pool, streams)
         return throughput(model, chunks, pool, min_time_s=seconds)
 
 
@@ -131,7 +134,7 @@ def run_ingest_bench(
 
     sizes = sizes or BenchSizes()
     served = list(topologies or load_topologies(base.runtime.topologies))
-    measured = {"image": _first_of(served, "image"), "text": _first_of(served, "text")}
+    measured = {medium: _first_of(served, medium) for medium in sizes.media}
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     console = Console(stderr=quiet)
@@ -147,7 +150,7 @@ def run_ingest_bench(
     _, started_stack = stack_up(base)
     run_id = f"ib{int(time.time()) % 10**7}"
     media = media_dir or base.stack.state_dir / "bench-media"
-    settings = namespaced(load_settings(), run_id, (media,))
+    settings = namespaced(recorded_settings(base), run_id, (media,))
     store = VectorStore(settings.milvus)
     client = redis_client(settings.redis)
     counters = Counters(client, settings.redis.key_prefix)
@@ -198,15 +201,14 @@ def run_ingest_bench(
 
         # 2. model-only ceilings on inputs the topologies prepared
         phase("model-only ceilings")
-        texts = bench_texts(sizes.texts, seed=1)
+        texts = bench_texts(sizes.texts, seed=1) if sizes.text else []
+        samples = {
+            "image": [Source(uri=path_to_uri(p)) for p in photos[:48]],
+            "text": [Source(text=t) for t in texts[:1024]],
+        }
         prepare = Runner.with_threads(available_cores(), 1, name="bench-prepare")
         try:
-            inputs = {
-                "image": _prepared(
-                    prepare, plans["image"], [Source(uri=path_to_uri(p)) for p in photos[:48]]
-                ),
-                "text": _prepared(prepare, plans["text"], [Source(text=t) for t in texts[:1024]]),
-            }
+            inputs = {name: _prepared(prepare, plan, samples[name]) for name, plan in plans.items()}
         finally:
             prepare.close()
         for name, plan in plans.items():
@@ -222,10 +224,12 @@ def run_ingest_bench(
         # 3. naive baselines: each topology's baseline, one item at a time
         naive_runner = Runner.inline()  # one item at a time, every stage in this thread
         try:
-            for name, uploads in (
-                ("image", _image_uploads(naive_photos, "naive")),
-                ("text", _text_uploads(bench_texts(sizes.naive_texts, seed=2), "naive")),
-            ):
+            naive = {
+                "image": lambda: _image_uploads(naive_photos, "naive"),
+                "text": lambda: _text_uploads(bench_texts(sizes.naive_texts, seed=2), "naive"),
+            }
+            for name in sizes.media:
+                uploads = naive[name]()
                 phase(f"naive baseline: {len(uploads)} {name} items one by one")
                 topic = f"{run_id}.naive.{name}"
                 asyncio.run(ensure_topics(settings.kafka, extra=(topic,)))
@@ -268,7 +272,9 @@ def run_ingest_bench(
         )
         sampler = RssSampler(worker.pid)
         sampler.start()
-        warm = [*_image_uploads(warm_photos, "warm"), *_text_uploads(["warm up"] * 1, "warm")]
+        warm = _image_uploads(warm_photos, "warm")
+        if sizes.text:
+            warm += _text_uploads(["warm up"], "warm")
         asyncio.run(publish(settings.kafka, warm))
         wait_received(counters, len(warm), worker=worker, timeout_s=300)
 
@@ -290,8 +296,9 @@ def run_ingest_bench(
         phase(f"end to end: {len(photos)} images")
         image_uploads = _image_uploads(photos, "img")
         figures["image_e2e_ips"] = through_worker("images", image_uploads)
-        phase(f"end to end: {len(texts)} texts")
-        figures["text_e2e_ips"] = through_worker("texts", _text_uploads(texts, "txt"))
+        if sizes.text:
+            phase(f"end to end: {len(texts)} texts")
+            figures["text_e2e_ips"] = through_worker("texts", _text_uploads(texts, "txt"))
 
         # 5. re-delivery of the indexed images
         before = counters.snapshot()
@@ -303,29 +310,30 @@ def run_ingest_bench(
         figures["first_ingest_ips"] = figures["image_e2e_ips"]
 
         # 6. memory across many new items
-        phase(f"memory: {sizes.memory_items} new texts through the same worker")
-        memory_texts = bench_texts(sizes.memory_items, seed=4)
-        first = counters.received()
+        if sizes.text:
+            phase(f"memory: {sizes.memory_items} new texts through the same worker")
+            memory_texts = bench_texts(sizes.memory_items, seed=4)
+            first = counters.received()
 
-        def sample(received: int) -> None:
-            done = received - first
-            if not memory_trace or done - memory_trace[-1][0] >= sizes.memory_items / 200:
-                memory_trace.append((done, status_mb(worker.pid, "VmRSS")))
-            advance(done)
+            def sample(received: int) -> None:
+                done = received - first
+                if not memory_trace or done - memory_trace[-1][0] >= sizes.memory_items / 200:
+                    memory_trace.append((done, status_mb(worker.pid, "VmRSS")))
+                advance(done)
 
-        with progress(console, "memory run", sizes.memory_items) as advance:
-            started = time.perf_counter()
-            asyncio.run(publish(settings.kafka, _text_uploads(memory_texts, "mem")))
-            done = wait_received(
-                counters,
-                first + sizes.memory_items,
-                worker=worker,
-                timeout_s=900,
-                on_tick=sample,
-            )
-        sample(first + sizes.memory_items)
-        figures["memory_run_ips"] = sizes.memory_items / (done - started)
-        figures.update(memory_figures(memory_trace, sizes.memory_items))
+            with progress(console, "memory run", sizes.memory_items) as advance:
+                started = time.perf_counter()
+                asyncio.run(publish(settings.kafka, _text_uploads(memory_texts, "mem")))
+                done = wait_received(
+                    counters,
+                    first + sizes.memory_items,
+                    worker=worker,
+                    timeout_s=900,
+                    on_tick=sample,
+                )
+            sample(first + sizes.memory_items)
+            figures["memory_run_ips"] = sizes.memory_items / (done - started)
+            figures.update(memory_figures(memory_trace, sizes.memory_items))
         figures["peak_rss_mb"] = max(status_mb(worker.pid, "VmHWM"), sampler.peak_mb)
         figures["bench_process_peak_rss_mb"] = own_peak_mb()
         totals = counters.snapshot()

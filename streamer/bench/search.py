@@ -32,12 +32,13 @@ from rich.table import Table
 from operators.normalize import l2_normalize
 from streamer.bench.stats import percentile_ms
 from streamer.config.connections import redis_client
-from streamer.config.settings import Settings, load_settings, namespaced, settings_env
+from streamer.config.settings import Settings, namespaced, settings_env
 from streamer.config.topics import ensure_topics
 from streamer.core.errors import NoAnswer, StreamerError
 from streamer.core.messages import SearchResult
 from streamer.query.client import SearchClient
 from streamer.stack.embedded import down as stack_down
+from streamer.stack.embedded import recorded_settings
 from streamer.stack.embedded import up as stack_up
 from streamer.stack.processes import start_worker, terminate
 from streamer.storage.store import VectorRow, VectorStore
@@ -156,7 +157,7 @@ def run_search_bench(
     started_at = time.perf_counter()
     _, started_stack = stack_up(base)
     media = Path(tempfile.mkdtemp(prefix="streamer-bench-"))
-    settings = namespaced(load_settings(), NAMESPACE, (media,))
+    settings = namespaced(recorded_settings(base), NAMESPACE, (media,))
     store = VectorStore(settings.milvus)
     worker: subprocess.Popen[bytes] | None = None
     try:

@@ -41,6 +41,12 @@ _SIZES = BenchSizes()
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write the PNG chart.",
 )
+@click.option(
+    "--no-text",
+    is_flag=True,
+    help="Images only: no text model is loaded (the worker serves topologies:IMAGE unless "
+    "--topologies says otherwise) and the memory run, which uses texts, is left out.",
+)
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
 @topologies_option
 @click.pass_context
@@ -53,6 +59,7 @@ def bench(
     redelivery_rounds: int,
     memory_items: int,
     chart: Path,
+    no_text: bool,
     as_json: bool,
     topology_specs: str | None,
 ) -> None:
@@ -69,7 +76,10 @@ def bench(
         naive_texts=naive_texts,
         redelivery_rounds=redelivery_rounds,
         memory_items=memory_items,
+        text=not no_text,
     )
+    if no_text and not topology_specs:
+        topology_specs = "topologies:IMAGE"
     settings = load(topology_specs)
     figures = run_ingest_bench(
         settings, sizes, topologies=served(settings), chart=chart, quiet=as_json

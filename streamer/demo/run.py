@@ -23,7 +23,7 @@ from rich.table import Table
 
 from operators.fetch import path_to_uri
 from streamer.config.connections import redis_client
-from streamer.config.settings import Settings, load_settings, namespaced, settings_env
+from streamer.config.settings import Settings, namespaced, settings_env
 from streamer.config.topics import ensure_topics
 from streamer.core.errors import StreamerError
 from streamer.core.messages import SearchResult, UploadMessage
@@ -33,6 +33,7 @@ from streamer.ingest.producer import publish_raw
 from streamer.query.client import SearchClient
 from streamer.runner.topology import Topology
 from streamer.stack.embedded import down as stack_down
+from streamer.stack.embedded import recorded_settings
 from streamer.stack.embedded import up as stack_up
 from streamer.stack.processes import start_worker, terminate
 from streamer.storage.store import VectorStore
@@ -96,7 +97,7 @@ def run_demo(
         f"[bold]embedded stack[/] kafka {state.kafka_bootstrap} · redis "
         f"{state.redis_url} · milvus {state.milvus_uri}"
     )
-    base = load_settings()
+    base = recorded_settings(settings)
     demo_dir = base.stack.state_dir / "demo"
     media = demo_dir / "media"
     media.mkdir(parents=True, exist_ok=True)

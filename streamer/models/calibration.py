@@ -17,6 +17,8 @@ import json
 import logging
 import os
 import platform
+import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +39,7 @@ __all__ = [
     "pick_batch_size",
     "stage_label",
     "throughput",
+    "warm_up",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,32 +116,33 @@ def calibrate(
     budget_s: float = 30.0,
     streams: int = 1,
     clock: Callable[[], float] = time.perf_counter,
+    pool: ThreadPoolExecutor | None = None,
 ) -> Calibration:
     """Time ``model`` at each candidate size (ascending) and pick the fastest.
 
-    The model is warmed up first; each size gets one more warm-up call (new shapes), then
-    repeated calls for at least ``min_time_s``. The
-    search stops after three sizes in a row clearly slower than the best, at ``budget_s``, or
-    when the device runs out of memory.
+    Every call runs on ``pool`` (default: one of its own with ``streams`` threads), one call per
+    thread at once, as a worker's model threads run them. Before a size is timed, each thread
+    warms it up: a GPU builds execution plans per thread and per input shape (~2 s each), which
+    is a cost of the first call, not of the model. The figure for a size is the median rate of
+    at least three timed rounds (steady state: a stray stall is not the speed). The search stops
+    after three sizes in a row clearly slower than the best, at ``budget_s``, or when the device
+    runs out of memory.
     """
     sizes = sorted(set(candidates))
     if not sizes or sizes[0] < 1:
         raise ValueError(f"calibration needs positive batch sizes, got {list(candidates)}")
     started = clock()
-    # the first calls of a fresh model are slow (weights paged in, kernels chosen): not data
-    warm = model.sample_inputs(sizes[0])
-    for _ in range(3):
-        model(warm)
     speeds: dict[int, float] = {}
     slower = 0
-    with ThreadPoolExecutor(streams, thread_name_prefix="calibrate") as pool:
+    with _pool(pool, streams) as threads:
+        # the first calls of a fresh model are slow (weights paged in, kernels chosen): not data
+        warm_up(model, model.sample_inputs(sizes[0]), threads, streams, calls=3)
         for size in sizes:
             inputs = model.sample_inputs(size)
             try:
-                model(inputs)  # warm-up: allocator, kernels, caches
-                # one call per stream at once, as the worker's model threads run them
+                warm_up(model, inputs, threads, streams)
                 speeds[size] = throughput(
-                    model, [inputs] * streams, pool, min_time_s=min_time_s, clock=clock
+                    model, [inputs] * streams, threads, min_time_s=min_time_s, clock=clock
                 )
             except Exception as exc:  # out of memory at this size: the previous sizes stand
                 if not speeds or not _out_of_memory(exc):
@@ -158,6 +162,38 @@ def calibrate(
     )
 
 
+@contextlib.contextmanager
+def _pool(given: ThreadPoolExecutor | None, streams: int) -> Iterator[ThreadPoolExecutor]:
+    if given is not None:
+        yield given
+        return
+    with ThreadPoolExecutor(streams, thread_name_prefix="calibrate") as own:
+        yield own
+
+
+def warm_up(
+    model: Callable[[Any], Any],
+    inputs: Any,
+    pool: ThreadPoolExecutor,
+    threads: int,
+    *,
+    calls: int = 1,
+    timeout_s: float = 600.0,
+) -> None:
+    """Call ``model`` on ``inputs`` ``calls`` times in each of the ``threads`` threads of
+    ``pool``: all of them at once, held at a barrier, so no thread is left cold for this shape
+    (``pool`` must have exactly ``threads`` threads, all idle)."""
+    barrier = threading.Barrier(threads)
+
+    def each() -> None:
+        barrier.wait(timeout=timeout_s)
+        for _ in range(calls):
+            model(inputs)
+
+    for future in [pool.submit(each) for _ in range(threads)]:
+        future.result()
+
+
 def throughput(
     embed: Callable[[list[Any]], Any],
     chunks: Sequence[list[Any]],
@@ -165,18 +201,21 @@ def throughput(
     *,
     min_time_s: float,
     clock: Callable[[], float] = time.perf_counter,
+    min_rounds: int = 3,
 ) -> float:
-    """Items per second of ``embed`` over ``chunks``, run on ``pool`` (as many at once as it
-    has threads), repeated for at least ``min_time_s`` and twice."""
-    done, rounds, t0 = 0, 0, clock()
+    """Steady-state items per second of ``embed`` over ``chunks``, run on ``pool`` (as many at
+    once as it has threads): the median rate of at least ``min_rounds`` rounds, repeated for at
+    least ``min_time_s``."""
+    items = sum(len(chunk) for chunk in chunks)
+    rates: list[float] = []
+    first = clock()
     while True:
+        t0 = clock()
         for _ in pool.map(embed, chunks):
             pass
-        done += sum(len(chunk) for chunk in chunks)
-        rounds += 1
-        elapsed = clock() - t0
-        if elapsed >= min_time_s and rounds >= 2:
-            return done / max(elapsed, 1e-9)
+        rates.append(items / max(clock() - t0, 1e-9))
+        if len(rates) >= min_rounds and clock() - first >= min_time_s:
+            return statistics.median(rates)
 
 
 def _out_of_memory(exc: Exception) -> bool:

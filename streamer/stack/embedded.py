@@ -20,7 +20,7 @@ from pathlib import Path
 
 import redis
 
-from streamer.config.settings import Settings, stack_state_file
+from streamer.config.settings import Settings, load_settings, stack_state_file
 from streamer.core.errors import StackError, StreamerError
 from streamer.core.extras import require
 from streamer.stack.processes import (
@@ -33,7 +33,7 @@ from streamer.stack.processes import (
     wait_until,
 )
 
-__all__ = ["StackState", "down", "read_state", "restart", "up"]
+__all__ = ["StackState", "down", "read_state", "recorded_settings", "restart", "up"]
 
 HOST = "127.0.0.1"
 
@@ -185,6 +185,13 @@ def _redis_server() -> _Server:
                       "--appendonly", "no"],
         lambda port: _redis_answers(f"redis://{HOST}:{port}/0"),
     )  # fmt: skip
+
+
+def recorded_settings(base: Settings) -> Settings:
+    """The settings again, with the addresses ``up`` recorded where the environment leaves
+    them unset, and ``base``'s runtime (the topologies a command was given with
+    ``--topologies``), which the workers a command starts must serve too."""
+    return load_settings().model_copy(update={"runtime": base.runtime})
 
 
 def up(settings: Settings, *, timeout_s: float = 60.0) -> tuple[StackState, bool]:

@@ -78,6 +78,17 @@ def _under(lock: threading.Lock, method: Callable[..., Any]) -> Callable[..., An
     return locked
 
 
+#: what a Milvus server lets clients do (its gRPC enforcement policy): keepalive pings every
+#: 5 s or more, also between calls. pymilvus pings every 10 s; gRPC's default server policy
+#: (one ping in 5 minutes without data) answers a third ping with GOAWAY "too_many_pings", and
+#: the reconnect that follows can fail while the server is busy (seen in `streamer bench`).
+KEEPALIVE_POLICY = (
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_ping_strikes", 0),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     import grpc
     from milvus_lite.adapter.grpc.servicer import MilvusServicer
@@ -101,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         options=[
             ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+            *KEEPALIVE_POLICY,
         ],
     )
     servicer = serialise_writes(MilvusServicer(db))

@@ -48,3 +48,28 @@ def test_a_small_bench_reports_every_figure(stack: Settings, tmp_path: Path) -> 
     assert figures["dead_lettered"] == 0
     assert figures["image_batch_size"] in (1, 2) and figures["text_batch_size"] in (1, 2)
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_images_only_bench_loads_no_text_model(stack: Settings, tmp_path: Path) -> None:
+    env = {
+        **settings_env(stack),
+        "STREAMER_BATCH_CALIBRATION_SIZES": "1,2",
+        "STREAMER_BATCH_CALIBRATION_CACHE": str(tmp_path / "calibration.json"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer", "bench", "--json", "--no-text",
+         "--chart", str(tmp_path / "bench.png"), "--images", "8", "--naive-images", "4",
+         "--redelivery-rounds", "2"],
+        env={**os.environ, **env},
+        capture_output=True,
+        timeout=480,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    figures = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    for key in ("image_e2e_ips", "image_model_ips", "image_naive_ips", "redelivery_ips"):
+        assert figures[key] > 0, key
+    assert not [key for key in figures if key.startswith("text_")]
+    assert "memory_run_ips" not in figures and figures["redelivery_embedded"] == 0
+    log = (stack.stack.state_dir / "bench-ingest-worker.log").read_text()
+    assert 'topologies=["image"] agents=["ingest"]' in log, log[-2000:]

@@ -74,3 +74,30 @@ def test_concurrent_upserts_survive_a_restart(tmp_path: Path) -> None:
         assert "WAL recovery stopped" not in (tmp_path / "milvus.log").read_text()
     finally:
         stop(server)  # type: ignore[arg-type]
+
+
+def test_keepalive_pings_between_calls_are_accepted(tmp_path: Path) -> None:
+    """A client pinging every second between calls (pymilvus: every 10 s) keeps its connection;
+    gRPC's default server policy answers the third ping with GOAWAY "too_many_pings"."""
+    import grpc
+
+    port = free_port()
+    data_dir = str(tmp_path / "milvus")
+    argv = [sys.executable, "-m", "streamer.stack.milvus_lite_server",
+            "--data-dir", data_dir, "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    server = start(argv, tmp_path, port)
+    states: list[grpc.ChannelConnectivity] = []
+    channel = grpc.insecure_channel(
+        f"127.0.0.1:{port}",
+        options=[("grpc.keepalive_time_ms", 1_000), ("grpc.keepalive_permit_without_calls", 1),
+                 ("grpc.http2.max_pings_without_data", 0)],
+    )  # fmt: skip
+    try:
+        channel.subscribe(states.append, try_to_connect=True)
+        grpc.channel_ready_future(channel).result(timeout=30)
+        ready = len(states)
+        threading.Event().wait(8)  # eight pings, no calls
+        assert states[ready - 1 :] == [grpc.ChannelConnectivity.READY], states
+    finally:
+        channel.close()
+        stop(server)

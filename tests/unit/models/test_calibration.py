@@ -1,5 +1,7 @@
 import json
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from streamer.models.calibration import (
     calibrated_batch_size,
     fingerprint,
     pick_batch_size,
+    warm_up,
 )
 from streamer.testing import FakeModel, Tally
 
@@ -145,3 +148,52 @@ def test_out_of_memory_at_a_large_size_keeps_the_smaller_ones() -> None:
 def test_bad_candidates_are_refused() -> None:
     with pytest.raises(ValueError):
         calibrate(FakeModel(8, Tally()), [], label=LABEL)
+
+
+class StallingModel(TimedModel):
+    """A GPU-like model: the first call of each shape in each thread stalls ``stall_s`` (cuDNN
+    builds its execution plans per thread and per shape)."""
+
+    def __init__(self, stall_s: float, **cost: Any) -> None:
+        super().__init__(**cost)
+        self.stall_s = stall_s
+        self.seen: set[tuple[int, int]] = set()
+        self.lock = threading.Lock()
+
+    def __call__(self, prepared: Sequence[Any], /) -> npt.NDArray[np.float32]:
+        with self.lock:
+            pair = (threading.get_ident(), len(prepared))
+            if pair not in self.seen:
+                self.seen.add(pair)
+                self.now += self.stall_s
+            return super().__call__(prepared)
+
+
+def test_first_call_stalls_are_warmed_up_not_measured() -> None:
+    model = StallingModel(stall_s=2.0, overhead=0.05, per_item=0.001)
+    result = calibrate(model, [1, 8, 64], label=LABEL, clock=model.clock, min_time_s=0.4)
+    assert result.batch_size == 64
+    # the figures are the model's steady speed, not the stalls: 64 / (0.05 + 0.064) items/s
+    assert result.items_per_s[64] == pytest.approx(64 / 0.114, rel=0.01)
+    assert result.items_per_s[1] == pytest.approx(1 / 0.051, rel=0.01)
+
+
+def test_every_stream_thread_is_warmed_for_every_size() -> None:
+    model = StallingModel(stall_s=2.0, overhead=0.01, per_item=0.001)
+    with ThreadPoolExecutor(2) as pool:
+        calibrate(model, [1, 4], label=LABEL, clock=model.clock, streams=2, pool=pool)
+        threads = {ident for ident, _ in model.seen}
+        assert len(threads) == 2, "both of the pool's threads ran the model"
+        assert {(t, n) for t in threads for n in (1, 4)} == model.seen
+        stalls = model.now
+        # the serving threads are warm: a call of a calibrated shape no longer stalls
+        before = model.now
+        list(pool.map(model, [[0] * 4, [0] * 4]))
+        assert model.now - before == pytest.approx(2 * (0.01 + 0.004))
+    assert stalls > 4 * 2.0  # four (thread, size) pairs stalled, in warm-up
+
+
+def test_warm_up_refuses_a_pool_smaller_than_its_threads() -> None:
+    model = TimedModel(overhead=0.0, per_item=0.0)
+    with ThreadPoolExecutor(1) as pool, pytest.raises(threading.BrokenBarrierError):
+        warm_up(model, [0], pool, 2, timeout_s=0.2)

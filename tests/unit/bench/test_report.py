@@ -1,0 +1,59 @@
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from streamer.bench.chart import write_chart
+from streamer.bench.report import measured_media, print_figures, ratios
+
+IMAGE = {
+    "machine": "test machine",
+    "device": "cpu (fp32)",
+    "image_batch_size": 4,
+    "image_model_ips": 100.0,
+    "image_e2e_ips": 80.0,
+    "image_naive_ips": 20.0,
+    "first_ingest_ips": 80.0,
+    "redelivery_ips": 4000.0,
+    "peak_rss_mb": 900.0,
+    "seconds": 12.0,
+}
+TEXT = {
+    "text_batch_size": 32,
+    "text_model_ips": 500.0,
+    "text_e2e_ips": 400.0,
+    "text_naive_ips": 50.0,
+    "memory_run_ips": 300.0,
+    "rss_warm_mb": 900.0,
+    "rss_end_mb": 910.0,
+    "rss_growth_pct": 1.1,
+}
+
+
+def report(figures: dict[str, Any], tmp_path: Path) -> str:
+    figures = {**figures, **ratios(figures)}
+    console = Console(record=True, width=160)
+    print_figures(console, figures)
+    chart = write_chart(tmp_path / "bench.png", figures, [(0, 900.0), (100, 910.0)])
+    assert chart.read_bytes()[:4] == b"\x89PNG"
+    return console.export_text()
+
+
+def test_an_images_only_run_reports_images_and_no_text(tmp_path: Path) -> None:
+    assert measured_media(IMAGE) == ["image"]
+    assert ratios(IMAGE) == {
+        "redelivery_over_first": 50.0,
+        "image_e2e_over_model": 0.8,
+        "image_e2e_over_naive": 4.0,
+    }
+    text = report(IMAGE, tmp_path)
+    assert "image end to end" in text and "0.8x model, 4.0x naive" in text
+    assert "text" not in text.replace("test machine", "") and "memory run" not in text
+
+
+def test_a_full_run_reports_both_media_and_memory(tmp_path: Path) -> None:
+    figures = {**IMAGE, **TEXT}
+    assert measured_media(figures) == ["image", "text"]
+    assert ratios(figures)["text_e2e_over_naive"] == 8.0
+    text = report(figures, tmp_path)
+    assert "text end to end" in text and "memory run (300.0 items/s)" in text
