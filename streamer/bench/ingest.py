@@ -225,11 +225,11 @@ def run_ingest_bench(
         naive_runner = Runner.inline()  # one item at a time, every stage in this thread
         try:
             naive = {
-                "image": lambda: _image_uploads(naive_photos, "naive"),
-                "text": lambda: _text_uploads(bench_texts(sizes.naive_texts, seed=2), "naive"),
+                "image": _image_uploads(naive_photos, "naive"),
+                "text": _text_uploads(bench_texts(sizes.naive_texts, seed=2), "naive"),
             }
             for name in sizes.media:
-                uploads = naive[name]()
+                uploads = naive[name]
                 phase(f"naive baseline: {len(uploads)} {name} items one by one")
                 topic = f"{run_id}.naive.{name}"
                 asyncio.run(ensure_topics(settings.kafka, extra=(topic,)))

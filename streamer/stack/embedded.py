@@ -33,7 +33,15 @@ from streamer.stack.processes import (
     wait_until,
 )
 
-__all__ = ["StackState", "down", "read_state", "recorded_settings", "restart", "up"]
+__all__ = [
+    "StackState",
+    "down",
+    "milvus_answers",
+    "read_state",
+    "recorded_settings",
+    "restart",
+    "up",
+]
 
 HOST = "127.0.0.1"
 
@@ -103,16 +111,21 @@ def _kafka_answers(bootstrap: str) -> bool:
     return asyncio.run(probe())
 
 
-def _milvus_answers(uri: str) -> bool:
+def milvus_answers(uri: str) -> bool:
+    """Whether a Milvus (milvus-lite's server or a real one) at ``uri`` answers a call."""
     from pymilvus import MilvusClient
 
     try:
         client = MilvusClient(uri=uri, timeout=3)
+    except Exception:
+        return False
+    try:
         client.list_collections()
-        client.close()
         return True
     except Exception:
         return False
+    finally:
+        client.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +180,7 @@ def _servers(state_dir: Path) -> tuple[_Server, _Server]:
     kafka = _Server("kafka", "STREAMER_STACK_KAFKA_PORT", "tansu", tansu_argv,
                     lambda port: _kafka_answers(f"{HOST}:{port}"))  # fmt: skip
     milvus = _Server("milvus", "STREAMER_STACK_MILVUS_PORT", "milvus_lite", milvus_argv,
-                     lambda port: _milvus_answers(f"http://{HOST}:{port}"))  # fmt: skip
+                     lambda port: milvus_answers(f"http://{HOST}:{port}"))  # fmt: skip
     return kafka, milvus
 
 

@@ -63,8 +63,7 @@ def faust_app_id(kafka: KafkaSettings, *, ingest: bool) -> str:
 
 def faust_datadir(settings: Settings) -> Path:
     """faust's data folder under the state folder, created with its parents."""
-    state_dir = Path(settings.stack.state_dir)
-    datadir = state_dir / "faust"
+    datadir = settings.stack.state_dir / "faust"
     try:
         datadir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

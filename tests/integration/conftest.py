@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from pymilvus import MilvusClient
 
 from streamer.config.settings import (
     MilvusSettings,
@@ -34,7 +33,7 @@ from streamer.config.settings import (
 from streamer.config.topics import ensure_topics
 from streamer.core.errors import TransientError
 from streamer.core.stats import Stats
-from streamer.stack.embedded import down, up
+from streamer.stack.embedded import down, milvus_answers, up
 from streamer.stack.processes import free_port, start_worker, terminate
 from streamer.storage.store import VectorStore
 
@@ -113,7 +112,7 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.start()
     try:
         deadline = time.monotonic() + MILVUS_SERVER_START_S
-        while not _milvus_answers(uri):
+        while not milvus_answers(uri):
             if server.server_proc.poll() is not None:
                 pytest.fail(f"the Milvus server exited during start-up; see {log}")
             if time.monotonic() > deadline:
@@ -127,20 +126,6 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def _milvus_answers(uri: str) -> bool:
-    try:
-        client = MilvusClient(uri=uri, timeout=3)
-    except Exception:
-        return False
-    try:
-        client.list_collections()
-        return True
-    except Exception:
-        return False
-    finally:
-        client.close()
 
 
 @pytest.fixture(scope="module")

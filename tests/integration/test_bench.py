@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,24 +23,32 @@ KEYS = (
 )  # fmt: skip
 
 
-def test_a_small_bench_reports_every_figure(stack: Settings, tmp_path: Path) -> None:
-    chart = tmp_path / "bench.png"
+def run_bench(stack: Settings, tmp_path: Path, *args: str) -> dict[str, Any]:
+    """``streamer bench --json`` with ``args`` on the test stack; its figures."""
     env = {
         **settings_env(stack),
         "STREAMER_BATCH_CALIBRATION_SIZES": "1,2",
         "STREAMER_BATCH_CALIBRATION_CACHE": str(tmp_path / "calibration.json"),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "streamer", "bench", "--json", "--chart", str(chart),
-         "--images", "8", "--texts", "64", "--naive-images", "4", "--naive-texts", "16",
-         "--redelivery-rounds", "2", "--memory-items", "200"],
+        [sys.executable, "-m", "streamer", "bench", "--json", *args],
         env={**os.environ, **env},
         capture_output=True,
         timeout=480,
         check=False,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr.decode()[-3000:]
-    figures = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    figures: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return figures
+
+
+def test_a_small_bench_reports_every_figure(stack: Settings, tmp_path: Path) -> None:
+    chart = tmp_path / "bench.png"
+    figures = run_bench(
+        stack, tmp_path, "--chart", str(chart), "--images", "8", "--texts", "64",
+        "--naive-images", "4", "--naive-texts", "16", "--redelivery-rounds", "2",
+        "--memory-items", "200",
+    )  # fmt: skip
     for key in KEYS:
         assert isinstance(figures[key], (int, float)), key
     for key in KEYS[:8]:
@@ -51,22 +60,10 @@ def test_a_small_bench_reports_every_figure(stack: Settings, tmp_path: Path) -> 
 
 
 def test_an_images_only_bench_loads_no_text_model(stack: Settings, tmp_path: Path) -> None:
-    env = {
-        **settings_env(stack),
-        "STREAMER_BATCH_CALIBRATION_SIZES": "1,2",
-        "STREAMER_BATCH_CALIBRATION_CACHE": str(tmp_path / "calibration.json"),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "streamer", "bench", "--json", "--no-text",
-         "--chart", str(tmp_path / "bench.png"), "--images", "8", "--naive-images", "4",
-         "--redelivery-rounds", "2"],
-        env={**os.environ, **env},
-        capture_output=True,
-        timeout=480,
-        check=False,
+    figures = run_bench(
+        stack, tmp_path, "--no-text", "--chart", str(tmp_path / "bench.png"), "--images", "8",
+        "--naive-images", "4", "--redelivery-rounds", "2",
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
-    figures = json.loads(done.stdout.decode().strip().splitlines()[-1])
     for key in ("image_e2e_ips", "image_model_ips", "image_naive_ips", "redelivery_ips"):
         assert figures[key] > 0, key
     assert not [key for key in figures if key.startswith("text_")]
