@@ -4,6 +4,8 @@ JPEGs are decoded at reduced size (libjpeg's DCT scaling) when the model input i
 than the photo, which is several times faster and, after the model's own resize, gives the
 same embedding. The pixel count is checked from the header, before any pixel is allocated.
 The stages :class:`DecodeImage` and :class:`DecodeText` take their caps from the settings.
+When the model runs on a GPU, :class:`DecodeImage` and the model's transform after it run
+there instead (:meth:`DecodeImage.on_device`, :mod:`operators.device_decode`).
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ import math
 import warnings
 from dataclasses import dataclass
 from io import BytesIO
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from streamer.core.errors import DecodeError
-from streamer.runner.operator import BoundCpu, CpuOperator
+from streamer.runner.operator import BoundCpu, CpuOperator, Operator
 
 if TYPE_CHECKING:
+    from streamer.config.settings import FetchSettings
     from streamer.runner.context import Context
 
 __all__ = ["IMAGE_FORMATS", "DecodeImage", "DecodeText", "ImageDecoder", "SizeHint", "TextDecoder"]
@@ -38,18 +41,33 @@ class ImageDecoder:
         self.max_pixels = max_pixels
         self.min_side = min_side
 
-    def decode(self, data: bytes) -> Image.Image:
+    def open(self, data: bytes) -> Image.Image:
+        """The image read as far as its header: format, size, mode and EXIF are known, no
+        pixel is decoded. Empty bytes, what is not an image of :data:`IMAGE_FORMATS` and more
+        pixels than the cap are a :class:`DecodeError`."""
         if not data:
             raise DecodeError("empty image file")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 image = Image.open(BytesIO(data), formats=IMAGE_FORMATS)
+        except UnidentifiedImageError as exc:
+            raise DecodeError(f"not an image of {', '.join(IMAGE_FORMATS)}") from exc
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise DecodeError(f"corrupt or truncated image: {exc}") from exc
+        except Image.DecompressionBombWarning as exc:
+            raise DecodeError(f"image too large: {exc}") from exc
+        width, height = image.size
+        if width * height > self.max_pixels:
+            raise DecodeError(
+                f"{width}x{height} image has {width * height} pixels, over {self.max_pixels}"
+            )
+        return image
+
+    def decode(self, data: bytes) -> Image.Image:
+        image = self.open(data)
+        try:
             width, height = image.size
-            if width * height > self.max_pixels:
-                raise DecodeError(
-                    f"{width}x{height} image has {width * height} pixels, over {self.max_pixels}"
-                )
             if image.format == "JPEG" and self.min_side:
                 scale = self.min_side / min(width, height)
                 if scale < 0.5:
@@ -58,14 +76,8 @@ class ImageDecoder:
             rgb = upright.convert("RGB")
             rgb.load()
             return rgb
-        except DecodeError:
-            raise
-        except UnidentifiedImageError as exc:
-            raise DecodeError(f"not an image of {', '.join(IMAGE_FORMATS)}") from exc
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise DecodeError(f"corrupt or truncated image: {exc}") from exc
-        except Image.DecompressionBombWarning as exc:
-            raise DecodeError(f"image too large: {exc}") from exc
 
 
 class TextDecoder:
@@ -110,14 +122,27 @@ class DecodeImage(CpuOperator[bytes, Image.Image]):
     min_side: int | SizeHint | None = None
     max_pixels: int | None = None
 
-    def bind(self, context: Context) -> BoundCpu[bytes, Image.Image]:
+    def decoder(self, fetch: FetchSettings) -> ImageDecoder:
+        """The decoder this stage runs, with the pixel cap of ``fetch`` unless it declares
+        one."""
         side = (
             self.min_side if isinstance(self.min_side, int | None) else self.min_side.resize_side()
         )
-        decoder = ImageDecoder(
-            max_pixels=self.max_pixels or context.fetch.max_image_pixels, min_side=side
-        )
-        return BoundCpu(self, decoder.decode)
+        return ImageDecoder(max_pixels=self.max_pixels or fetch.max_image_pixels, min_side=side)
+
+    def bind(self, context: Context) -> BoundCpu[bytes, Image.Image]:
+        return BoundCpu(self, self.decoder(context.fetch).decode)
+
+    def on_device(self, following: Operator[Any, Any], device: str) -> Operator[Any, Any] | None:
+        """Followed by the model's fused transform (``TimmPreprocess``), decoding, resize and
+        crop run on the model's device, a batch at a time
+        (:class:`~operators.device_decode.DeviceImagePrepare`)."""
+        from operators.device_decode import DeviceImagePrepare
+        from operators.preprocess import TimmPreprocess
+
+        if isinstance(following, TimmPreprocess) and DeviceImagePrepare.fits(following):
+            return DeviceImagePrepare(self, following)
+        return None
 
     def baseline(self) -> DecodeImage:
         """Full-size decoding, as a per-item runtime would do it."""

@@ -18,6 +18,9 @@ class BenchSizes:
     redelivery_rounds: int = 5
     memory_items: int = 20_000
     model_seconds: float = 4.0
+    #: rows the sink-alone phase writes, and rows per upsert there
+    sink_rows: int = 4096
+    sink_chunk: int = 1024
     #: measure the text topology too (False: images only, no text model loaded anywhere; the
     #: memory run, which uses texts, is left out)
     text: bool = True

@@ -5,14 +5,18 @@ name), for the first served topology of each medium (image and text):
 
 1. calibration: the fastest batch size of each model stage on this device (cached for the
    worker);
-2. model-only ceilings: the model stage alone, on inputs its topology already prepared, at the
-   calibrated size;
+2. ceilings, each stage alone at full speed: the model stage on inputs its topology already
+   prepared, at the calibrated size; the CPU prepare path (decode and the model's transform) on
+   every core; JPEG decode on the GPU when the model runs there;
 3. naive baselines: one message at a time through the topology's baseline (full-size decode,
    the model's transform as it comes), batch 1, one upsert and one commit per item;
 4. end to end through a real worker process: Kafka -> fetch -> decode -> embed -> Milvus, for
-   distinct 1920x1280 JPEGs and for distinct short texts;
+   distinct 1920x1280 JPEGs (the GPU's utilisation sampled meanwhile, where there is one) and
+   for distinct short texts;
 5. re-delivery: the same image messages again (already indexed);
-6. memory: ``memory_items`` new texts through the same worker, its RSS sampled throughout.
+6. memory: ``memory_items`` new texts through the same worker, its RSS sampled throughout;
+7. the sink alone: rows/s of upserts into the vector store (last: milvus-lite keeps working
+   after a big write, which would slow the phase after it).
 
 It prints items/s, the ratios against the goals, the worker's peak RSS, writes a PNG chart, and
 (with ``--json``) ends with one JSON line of the figures.
@@ -26,6 +30,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +41,16 @@ from streamer.bench import BenchSizes
 from streamer.bench.chart import write_chart
 from streamer.bench.media import bench_texts, write_bench_photos
 from streamer.bench.naive import run_naive
-from streamer.bench.observe import Counters, RssSampler, own_peak_mb, status_mb, wait_received
+from streamer.bench.observe import (
+    Counters,
+    GpuBusy,
+    RssSampler,
+    own_peak_mb,
+    status_mb,
+    wait_received,
+)
 from streamer.bench.report import machine, memory_figures, print_figures, progress, ratios
+from streamer.bench.sink import sink_alone
 from streamer.config.connections import redis_client
 from streamer.config.settings import (
     Settings,
@@ -86,13 +99,41 @@ def _model_ceiling(
         return throughput(model, chunks, pool, min_time_s=seconds)
 
 
-def _prepared(runner: Runner, plan: Plan, sources: Sequence[Source]) -> list[Any]:
-    """What the stages before the model make of ``sources``: the model's real inputs."""
-    outs = asyncio.run(runner.run(plan, sources, last=plan.model_index))
+def _prepared(
+    runner: Runner, plan: Plan, inputs: Sequence[Any], first: int, last: int
+) -> list[Any]:
+    """What stages ``first`` up to ``last`` make of ``inputs`` (none may fail)."""
+    outs = asyncio.run(runner.run(plan, inputs, first=first, last=last))
     failed = [o for o in outs if isinstance(o, StageError)]
     if failed:
         raise failed[0]
     return outs
+
+
+def _measured(plan: Plan) -> Stage:
+    """The model stage whose speed is the topology's: the first one that does not merely
+    prepare the next one's inputs (a decode stage on the GPU does)."""
+    return next(s for s in plan.models if s.model is not None and not s.model.operator.prepares)
+
+
+def _device_decode(plan: Plan) -> Stage | None:
+    """A model stage before the measured one (JPEG decode on the GPU), if the plan has one."""
+    measured = _measured(plan)
+    return next((s for s in plan.models if s.index < measured.index), None)
+
+
+def _prepare_ceiling(plan: Plan, payloads: Sequence[bytes], threads: int, seconds: float) -> float:
+    """Items/s of the CPU path between fetch and the model (decode, the model's transform) on
+    ``threads`` threads, for as long as ``seconds``."""
+    runner = Runner.with_threads(threads, 1, name="bench-cpu")
+    try:
+        _prepared(runner, plan, payloads[:threads], 1, plan.model_index)  # threads started
+        done, started = 0, time.perf_counter()
+        while done == 0 or time.perf_counter() - started < seconds:
+            done += len(_prepared(runner, plan, payloads, 1, plan.model_index))
+        return done / (time.perf_counter() - started)
+    finally:
+        runner.close()
 
 
 def _first_of(topologies: Sequence[Topology], media_type: str) -> Topology:
@@ -182,7 +223,7 @@ def run_ingest_bench(
         calibrations: dict[str, Calibration] = {}
         for name, topology in measured.items():
             plan = bind(topology, None, context)
-            stage = plan.models[0]
+            stage = _measured(plan)
             assert stage.model is not None
             calibration = calibrated_batch_size(
                 stage.model.model,
@@ -199,8 +240,8 @@ def run_ingest_bench(
             figures[f"{name}_batch_size"] = calibration.batch_size
             figures[f"{name}_calibration"] = calibration.items_per_s
 
-        # 2. model-only ceilings on inputs the topologies prepared
-        phase("model-only ceilings")
+        # 2. ceilings: each stage alone, on inputs the topologies prepared
+        phase("ceilings: model only, CPU prepare, GPU decode")
         texts = bench_texts(sizes.texts, seed=1) if sizes.text else []
         samples = {
             "image": [Source(uri=path_to_uri(p)) for p in photos[:48]],
@@ -208,15 +249,32 @@ def run_ingest_bench(
         }
         prepare = Runner.with_threads(available_cores(), 1, name="bench-prepare")
         try:
-            inputs = {name: _prepared(prepare, plan, samples[name]) for name, plan in plans.items()}
+            raw = {n: _prepared(prepare, p, samples[n], 0, 1) for n, p in plans.items()}
+            inputs = {
+                n: _prepared(prepare, p, raw[n], 1, _measured(p).index) for n, p in plans.items()
+            }
         finally:
             prepare.close()
         for name, plan in plans.items():
             figures[f"{name}_model_ips"] = _model_ceiling(
-                plan.models[0], inputs[name], calibrations[name].batch_size, sizes.model_seconds,
+                _measured(plan), inputs[name], calibrations[name].batch_size, sizes.model_seconds,
                 streams,
             )  # fmt: skip
-        del inputs
+        if "image" in plans:
+            image = plans["image"]
+            on_cpu = bind(measured["image"], None, replace(context, decode_on_device="off"))
+            figures["image_prepare_ips"] = _prepare_ceiling(
+                on_cpu, raw["image"], settings.batching.decode_workers, sizes.model_seconds
+            )
+            figures["image_prepare_threads"] = settings.batching.decode_workers
+            if (decode := _device_decode(image)) is not None:
+                figures["image_device_decode_ips"] = _model_ceiling(
+                    decode, raw["image"], calibrations["image"].batch_size, sizes.model_seconds,
+                    streams,
+                )  # fmt: skip
+            del on_cpu
+        sink_dim = plans[sizes.media[0]].dim
+        del inputs, raw
 
         # the naive runtime has one stream: give it every core
         torch.set_num_threads(available_cores())
@@ -295,7 +353,10 @@ def run_ingest_bench(
 
         phase(f"end to end: {len(photos)} images")
         image_uploads = _image_uploads(photos, "img")
-        figures["image_e2e_ips"] = through_worker("images", image_uploads)
+        with GpuBusy() as gpu:
+            figures["image_e2e_ips"] = through_worker("images", image_uploads)
+        if gpu.pct is not None:
+            figures["gpu_busy_pct"] = gpu.pct
         if sizes.text:
             phase(f"end to end: {len(texts)} texts")
             figures["text_e2e_ips"] = through_worker("texts", _text_uploads(texts, "txt"))
@@ -335,6 +396,13 @@ def run_ingest_bench(
             figures["memory_run_ips"] = sizes.memory_items / (done - started)
             figures.update(memory_figures(memory_trace, sizes.memory_items))
         figures["peak_rss_mb"] = max(status_mb(worker.pid, "VmHWM"), sampler.peak_mb)
+
+        # 7. the sink alone, last: milvus-lite keeps working for a while after a big write
+        # and a drop, which would slow whatever phase came next
+        phase(f"sink alone: {sizes.sink_rows} rows, {sizes.sink_chunk} a call")
+        figures["sink_rows_per_s"] = sink_alone(
+            store, rows=sizes.sink_rows, dim=sink_dim, chunk=sizes.sink_chunk
+        )
         figures["bench_process_peak_rss_mb"] = own_peak_mb()
         totals = counters.snapshot()
         figures["dead_lettered"] = totals.get("dead_lettered", 0)

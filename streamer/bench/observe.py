@@ -1,8 +1,11 @@
-"""Watching a benchmark's worker process: its memory, and how much it has processed."""
+"""Watching a benchmark's worker process: its memory, how much it has processed, and how
+busy the GPU is."""
 
 from __future__ import annotations
 
+import contextlib
 import resource
+import shutil
 import subprocess
 import threading
 import time
@@ -14,7 +17,7 @@ import redis
 from streamer.core.errors import StreamerError
 from streamer.core.stats import Stats
 
-__all__ = ["Counters", "RssSampler", "own_peak_mb", "status_mb", "wait_received"]
+__all__ = ["Counters", "GpuBusy", "RssSampler", "own_peak_mb", "status_mb", "wait_received"]
 
 
 def status_mb(pid: int, field: str) -> float:
@@ -82,3 +85,46 @@ def wait_received(
         if time.monotonic() > deadline:
             raise StreamerError(f"timed out: {received} of {target} messages processed")
         time.sleep(0.02)
+
+
+class GpuBusy:
+    """How busy the GPU is while a phase runs: ``nvidia-smi``'s utilisation (the share of time
+    a kernel was running) sampled every ``every_ms``; :attr:`pct` is the mean over the samples.
+    On a machine without ``nvidia-smi`` it measures nothing (``pct`` stays ``None``)."""
+
+    def __init__(self, every_ms: int = 100) -> None:
+        self.every_ms = every_ms
+        self.samples: list[int] = []
+        self._proc: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    def __enter__(self) -> GpuBusy:
+        smi = shutil.which("nvidia-smi")
+        if smi is None:
+            return self
+        self._proc = subprocess.Popen(
+            [smi, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+             f"-lms={self.every_ms}", "--id=0"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        self._reader = threading.Thread(target=self._read, daemon=True, name="gpu-busy")
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            with contextlib.suppress(ValueError):
+                self.samples.append(int(line.strip()))
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=5)
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+
+    @property
+    def pct(self) -> float | None:
+        return sum(self.samples) / len(self.samples) if self.samples else None

@@ -106,3 +106,47 @@ def bench_search(
     )  # fmt: skip
     if as_json:
         click.echo(json.dumps(figures))
+
+
+@bench.command("sink")
+@click.option(
+    "--rows",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(100),
+    help="Per size and round.",
+)
+@click.option("--dim", default=1280, show_default=True, type=click.IntRange(2, 32_768))
+@click.option(
+    "--sizes",
+    default="64,256,1024,4096",
+    show_default=True,
+    help="Rows per upsert call to measure, comma-separated.",
+)
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--milvus-uri",
+    default=None,
+    help="A Milvus server to measure too (default: the configured Milvus, if not the stack's).",
+)
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
+def bench_sink(
+    rows: int, dim: int, sizes: str, rounds: int, milvus_uri: str | None, as_json: bool
+) -> None:
+    """The Milvus sink alone: rows/s by rows per upsert, on milvus-lite (and a server)."""
+    from streamer.bench.sink import run_sink_bench
+
+    try:
+        chosen = tuple(int(s) for s in sizes.split(",") if s.strip())
+    except ValueError:
+        chosen = ()
+    if not chosen or min(chosen) < 1:
+        raise click.BadParameter(
+            f"{sizes!r} is not a list of positive integers", param_hint="--sizes"
+        )
+    figures = run_sink_bench(
+        load(), rows=rows, dim=dim, sizes=chosen, rounds=rounds, milvus_uri=milvus_uri,
+        quiet=as_json,
+    )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(figures))

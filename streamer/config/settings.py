@@ -83,6 +83,15 @@ class KafkaSettings(_Concern):
     fetch_max_wait_ms: int = Field(
         100, ge=1, le=60_000, description="longest a fetch waits on the broker for new records"
     )
+    search_fetch_max_wait_ms: int = Field(
+        10,
+        ge=1,
+        le=60_000,
+        description="the same for the search consumers (the worker's request reader, the "
+        "client's result reader). The embedded broker (Tansu) answers a fetch that found "
+        "nothing only when this wait is over, never when data arrives, so each hop of a "
+        "search waits up to this long; Apache Kafka answers at once and can take 500",
+    )
 
     @model_validator(mode="after")
     def _isr_within_replicas(self) -> KafkaSettings:
@@ -122,6 +131,22 @@ class MilvusSettings(_Concern):
         "(~200 ms a search on a Milvus server). milvus-lite is always Strong. Lookups the "
         "ingest path depends on (dedupe, read_rows, count, ids) are always Strong",
     )
+    upsert_max_rows: int = Field(
+        1024,
+        ge=1,
+        description="most rows one upsert call sends; a larger batch goes in several calls, "
+        "each acknowledged. Measured by `streamer bench sink` (1280-d rows, 2 cores): "
+        "milvus-lite writes ~2.5k rows/s and gains little from larger calls; a Milvus 2.3 "
+        "server is fastest at 1,024 (5.7k rows/s; 3.3-4.7k at 64 to 4,096)",
+    )
+    upsert_max_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1,
+        description="most bytes one upsert call sends, estimated (float32 vectors, UTF-8 "
+        "strings, JSON metadata). A Milvus 2.3 proxy refuses gRPC messages over 64 MiB "
+        "(proxy.grpc.serverMaxRecvSize), milvus-lite over 256 MiB; a quarter of the smaller "
+        "leaves room for the estimate's error and holds 3,000 rows of 1280-d vectors",
+    )
 
 
 class BatchingSettings(_Concern):
@@ -146,9 +171,40 @@ class BatchingSettings(_Concern):
     calibration_cache: Path = Field(
         default_factory=lambda: Path.home() / ".cache" / "streamer" / "calibration.json"
     )
-    max_in_flight: int = Field(
-        2, ge=1, le=16, description="micro-batches in the pipeline at once (decode overlaps model)"
+    max_in_flight: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="micro-batches in the pipeline at once (decode overlaps model); unset: sized "
+        "to the device (2 on a CPU, where decode and model share the cores; 3 on a GPU)",
     )
+    take_size: int | None = Field(
+        None,
+        ge=1,
+        le=16384,
+        description="messages per micro-batch taken from the stream; unset: sized to the "
+        "measured model speed (about target_batch_ms of model time, whole model batches)",
+    )
+    target_batch_ms: int = Field(
+        250,
+        ge=1,
+        le=60_000,
+        description="model time a micro-batch is sized to when take_size is unset: per-batch "
+        "costs (Kafka, Redis, Milvus round trips) are paid once per this much model work",
+    )
+    buckets: int | None = Field(
+        None,
+        ge=0,
+        le=8,
+        description="batch sizes a model stage runs at (its batch size and halves; calls padded "
+        "up to one), all warmed at start-up; unset: 4 on a GPU, 0 on a CPU (every size as it "
+        "comes: a CPU has no first-call stall and padding would cost compute)",
+    )
+
+    def buckets_on(self, device: str) -> int:
+        if self.buckets is not None:
+            return self.buckets
+        return 4 if device.startswith("cuda") else 0
 
     @field_validator("calibration_sizes", mode="before")
     @classmethod
@@ -210,7 +266,13 @@ class FetchSettings(_Concern):
 
 class SearchSettings(_Concern):
     env_prefix = "STREAMER_SEARCH_"
-    window_ms: int = Field(2, ge=0, le=1000, description="coalescing window for requests")
+    window_ms: int = Field(
+        2,
+        ge=0,
+        le=1000,
+        description="coalescing window: how long a batch of several requests waits for more "
+        "to join; a lone request is answered at once",
+    )
     max_batch: int = Field(256, ge=1, le=4096, description="most requests answered together")
     max_top_k: int = Field(100, ge=1, le=16384)
     timeout_s: float = Field(30.0, gt=0, description="client wait for an answer")
@@ -228,6 +290,11 @@ class RuntimeSettings(_Concern):
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16/fp16 autocast on a GPU, fp32 on a CPU"
+    )
+    decode_on_device: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="decode and resize JPEGs on the model's device (nvJPEG on a GPU), in "
+        "batches; auto: when the model runs on cuda; on: on a CPU too; off: in the CPU pool",
     )
     torch_threads: int = Field(0, ge=0, description="threads per model stream; 0: cores/streams")
     model_streams: int = Field(

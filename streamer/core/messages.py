@@ -2,7 +2,8 @@
 
 ``media.uploads`` carries :class:`UploadMessage`; ``media.deadletter`` carries the original bytes
 with the headers of :class:`DeadLetter`; ``search.requests`` / ``search.results`` carry
-:class:`SearchRequest` / :class:`SearchResult`.
+:class:`SearchRequest` / :class:`SearchResult`, the latter with the :class:`SearchHops` of its
+round trip.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from streamer.core.errors import InvalidMessage, Stage, StageError
 
 __all__ = [
+    "HOPS",
     "DeadLetter",
     "Hit",
     "MediaType",
+    "SearchHops",
     "SearchRequest",
     "SearchResult",
     "UploadMessage",
@@ -178,6 +181,9 @@ class SearchRequest(BaseModel):
     filter: dict[str, Any] = Field(default_factory=dict)
     version: str | None = None
     reply_to: str = "search.results"
+    #: the client's wall clock (ms since the epoch) when it sent the request; optional, and
+    #: copied into the answer's :class:`SearchHops` so one round trip can be split into hops
+    sent_ms: float | None = None
 
 
 class Hit(BaseModel):
@@ -189,6 +195,59 @@ class Hit(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+#: the hops of a search round trip, in order (see :class:`SearchHops`)
+HOPS = ("request", "queue", "prepare", "search", "finish", "reply")
+
+
+class SearchHops(BaseModel):
+    """When one request passed each point of the query path, in ms since the epoch.
+
+    The stamps come from two processes' wall clocks (the client's ``sent_ms``, the worker's
+    others), so a hop that crosses processes is only as exact as the clocks agree: on one
+    machine they are the same clock; across machines the request hop and the reply hop are
+    off by the clocks' offset in opposite directions, and their sum is still right. Hops that
+    stay in the worker (queue, prepare, search, finish) never mix clocks.
+
+    - request: ``sent_ms`` → ``received_ms`` (client produce, broker, worker fetch)
+    - queue: ``received_ms`` → ``taken_ms`` (behind the batch in progress, coalescing window)
+    - prepare: ``taken_ms`` → ``search_started_ms`` (validation, alias lookup, embedding)
+    - search: ``search_started_ms`` → ``search_ended_ms`` (the Milvus call of its group)
+    - finish: ``search_ended_ms`` → ``replied_ms`` (results built, earlier answers sent)
+    - reply: ``replied_ms`` → the client's receipt (reply produce, broker, client fetch)
+
+    The search stamps are None when the request failed before reaching Milvus.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    sent_ms: float | None = None
+    received_ms: float
+    taken_ms: float
+    search_started_ms: float | None = None
+    search_ended_ms: float | None = None
+    replied_ms: float | None = None
+
+    def durations_ms(self, answered_ms: float) -> dict[str, float] | None:
+        """Each hop's duration in ms (keys: :data:`HOPS`) for an answer the client got at
+        ``answered_ms``; None when a stamp is missing (an older client or worker, a request
+        that failed before its search)."""
+        stamps = (
+            self.sent_ms,
+            self.received_ms,
+            self.taken_ms,
+            self.search_started_ms,
+            self.search_ended_ms,
+            self.replied_ms,
+            answered_ms,
+        )
+        if any(stamp is None for stamp in stamps):
+            return None
+        known = [float(stamp) for stamp in stamps if stamp is not None]
+        return {
+            hop: end - start for hop, start, end in zip(HOPS, known[:-1], known[1:], strict=True)
+        }
+
+
 class SearchResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -198,3 +257,5 @@ class SearchResult(BaseModel):
     model_version: str | None = None
     took_ms: float = 0.0
     error: str | None = None
+    #: optional: answers of older workers have none, and older clients ignore it
+    hops: SearchHops | None = None

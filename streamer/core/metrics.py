@@ -54,6 +54,17 @@ class Metrics:
         self.search_seconds = Histogram(
             "streamer_search_batch_seconds", "time to answer a batch of requests", registry=r
         )
+        self.model_warmup_seconds = Gauge(
+            "streamer_model_warmup_seconds",
+            "time to run every batch shape of a model stage in every model thread, at load",
+            ["topology", "version", "stage"], registry=r,
+        )  # fmt: skip
+        self.model_cold_calls = Counter(
+            "streamer_model_cold_calls",
+            "model calls at a batch shape their thread had not run since warm-up (a GPU stalls "
+            "~2 s on each); 0 in a healthy worker",
+            ["topology", "version", "stage"], registry=r,
+        )  # fmt: skip
         self.last_commit = Gauge(
             "streamer_last_progress_timestamp", "when a batch was last acknowledged", registry=r
         )

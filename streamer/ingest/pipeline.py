@@ -40,6 +40,9 @@ __all__ = ["IngestPipeline", "IngestReport", "Record"]
 
 T = TypeVar("T")
 
+#: assets hashed per task of the CPU pool
+_HASH_SLICE = 32
+
 
 @dataclass(frozen=True, slots=True)
 class _Target:
@@ -159,10 +162,23 @@ class IngestPipeline:
         for asset, data in zip(todo, fetched, strict=True):
             if isinstance(data, StageError):
                 report.dead_letters.append(dead_letter(asset.record, data))
-        # hashing a batch of photos is real work: off the event loop (hashlib frees the GIL)
-        contents, blobs = await loop.run_in_executor(
-            self.runner.cpu_pool, _hashed, todo, fetched, sources
+        # hashing a batch of photos is real work (~1 ms a photo): off the event loop, in slices
+        # across the CPU pool (hashlib frees the GIL), so a GPU worker's batch of thousands is
+        # not hashed on one core
+        slices = await asyncio.gather(
+            *(
+                loop.run_in_executor(
+                    self.runner.cpu_pool,
+                    _hashed,
+                    todo[start : start + _HASH_SLICE],
+                    fetched[start : start + _HASH_SLICE],
+                    sources,
+                )
+                for start in range(0, len(todo), _HASH_SLICE)
+            )
         )
+        contents = [content for part, _ in slices for content in part]
+        blobs = {digest: data for _, part in slices for digest, data in part.items()}
         for i, target in enumerate(targets):
             await self._write(topology, target, contents, blobs, report, last=i == len(targets) - 1)
 

@@ -2,7 +2,10 @@
 
 A store that is down is retried until it answers (the batch is acknowledged only after), and
 a row the store refuses for good is isolated: the rest of the batch is stored, that asset goes
-to the dead letters with stage ``sink``.
+to the dead letters with stage ``sink``. Isolation bisects a refused batch instead of trying
+its rows one by one: one bad row among 4,000 costs at most 1 + 2 * 12 = 25 upserts, not 4,000,
+and a batch refused only for its size (over the server's message limit) is split until it
+fits. Rows stored before a refusal are upserted again, which an upsert by id allows.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ class Sink:
         self, collection: str, rows: Sequence[VectorRow], contents: Sequence[Content],
         report: IngestReport,
     ) -> list[Content]:  # fmt: skip
-        """Upsert ``rows``; returns the contents whose rows are stored."""
+        """Upsert ``rows``; returns the contents whose rows are stored, in order."""
         if not rows:
             return []
         try:
@@ -53,7 +56,6 @@ class Sink:
                 error = exc.for_asset(rows[0].id)
                 report.dead_letters.append(dead_letter(contents[0].asset.record, error))
                 return []
-        stored: list[Content] = []
-        for row, content in zip(rows, contents, strict=True):
-            stored += await self.write(collection, [row], [content], report)
-        return stored
+        half = len(rows) // 2
+        first = await self.write(collection, rows[:half], contents[:half], report)
+        return first + await self.write(collection, rows[half:], contents[half:], report)

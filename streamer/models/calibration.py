@@ -21,7 +21,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -116,7 +116,7 @@ def calibrate(
     budget_s: float = 30.0,
     streams: int = 1,
     clock: Callable[[], float] = time.perf_counter,
-    pool: ThreadPoolExecutor | None = None,
+    pool: Executor | None = None,
 ) -> Calibration:
     """Time ``model`` at each candidate size (ascending) and pick the fastest.
 
@@ -163,7 +163,7 @@ def calibrate(
 
 
 @contextlib.contextmanager
-def _pool(given: ThreadPoolExecutor | None, streams: int) -> Iterator[ThreadPoolExecutor]:
+def _pool(given: Executor | None, streams: int) -> Iterator[Executor]:
     if given is not None:
         yield given
         return
@@ -174,7 +174,7 @@ def _pool(given: ThreadPoolExecutor | None, streams: int) -> Iterator[ThreadPool
 def warm_up(
     model: Callable[[Any], Any],
     inputs: Any,
-    pool: ThreadPoolExecutor,
+    pool: Executor,
     threads: int,
     *,
     calls: int = 1,
@@ -197,7 +197,7 @@ def warm_up(
 def throughput(
     embed: Callable[[list[Any]], Any],
     chunks: Sequence[list[Any]],
-    pool: ThreadPoolExecutor,
+    pool: Executor,
     *,
     min_time_s: float,
     clock: Callable[[], float] = time.perf_counter,
@@ -292,10 +292,12 @@ def calibrated_batch_size(
     cache: CalibrationCache,
     streams: int = 1,
     measure: bool = True,
+    pool: Executor | None = None,
 ) -> Calibration | None:
     """The calibration ``mode`` asks for: ``off`` (none), ``cached`` (measure only when the
     cache has no entry for this fingerprint), ``always`` (measure and update the cache).
-    ``measure=False`` only reads the cache."""
+    ``measure=False`` only reads the cache. ``pool``: the threads to measure in (``streams``
+    of them; default: threads of its own)."""
     if mode == "off":
         return None
     key = fingerprint(label, model, streams)
@@ -303,7 +305,7 @@ def calibrated_batch_size(
         return known
     if not measure:
         return None
-    result = calibrate(model, candidates, label=label, streams=streams)
+    result = calibrate(model, candidates, label=label, streams=streams, pool=pool)
     cache.put(result)
     log.info(
         "batch size calibrated",

@@ -7,13 +7,15 @@
         result = client.search(image_path="cat.jpg", top_k=5)
 
 Each client reads the results topic from its end and picks out the answers to its own
-requests by ``request_id``, so any number of clients can share one results topic.
+requests by ``request_id``, so any number of clients can share one results topic. Each request
+carries the client's send time (``sent_ms``), which comes back in the answer's ``hops``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
@@ -62,7 +64,11 @@ class SearchClient:
         servers = self.kafka.bootstrap_servers
         options = kafka_options(self.kafka)
         self._producer = AIOKafkaProducer(**options, linger_ms=0, acks="all")
-        self._consumer = AIOKafkaConsumer(**options, enable_auto_commit=False, fetch_max_wait_ms=10)
+        self._consumer = AIOKafkaConsumer(
+            **options,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self.kafka.search_fetch_max_wait_ms,
+        )
         try:
             await self._producer.start()
             await self._consumer.start()
@@ -142,6 +148,8 @@ class SearchClient:
     async def send(self, request: SearchRequest, *, timeout_s: float | None = None) -> SearchResult:
         if self._producer is None:
             raise RuntimeError("start the client first (async with SearchClient(...))")
+        if request.sent_ms is None:
+            request = request.model_copy(update={"sent_ms": round(time.time() * 1000, 3)})
         future: asyncio.Future[SearchResult] = asyncio.get_running_loop().create_future()
         self._pending[request.request_id] = future
         wait_s = timeout_s or self.timeout_s

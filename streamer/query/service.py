@@ -5,6 +5,12 @@ through their topology's plan in one runner call per model version (the same sta
 ingest: fetch, decode, embed, normalize), and every group that shares a collection and a
 filter is answered by one Milvus search with as many query vectors as requests. A request that
 cannot be answered gets a result whose ``error`` says why: never silence.
+
+Every result carries its :class:`~streamer.core.messages.SearchHops`: when its request was
+received, taken, searched and answered, so a round trip can be split into where its time went.
+Where to search (an alias's collection) is looked up once per batch, while the batch already
+searches where the last lookup pointed (see :meth:`SearchService._run`): each lookup is Milvus
+round trips, and they were milliseconds of every answer.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from streamer.core.errors import QueryError, StageError
-from streamer.core.messages import Hit, SearchRequest, SearchResult, infer_media_type
+from streamer.core.messages import Hit, SearchHops, SearchRequest, SearchResult, infer_media_type
 from streamer.core.retry import retry_blocking
 from streamer.core.stats import Stats
 from streamer.query.filters import build_filter
@@ -49,8 +55,25 @@ class Answer:
     def key(self) -> bytes:
         return self.result.request_id.encode()
 
-    def value(self) -> bytes:
-        return self.result.model_dump_json().encode()
+    def value(self, *, replied_ms: float | None = None) -> bytes:
+        """The result's bytes; ``replied_ms``, when the answer is sent, completes its hops."""
+        result = self.result
+        if replied_ms is not None and result.hops is not None:
+            hops = result.hops.model_copy(update={"replied_ms": round(replied_ms, 3)})
+            result = result.model_copy(update={"hops": hops})
+        return result.model_dump_json().encode()
+
+
+#: a query's topology name and requested version (None: the alias's)
+_Key = tuple[str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where a query searches: a collection, and the model version it was created for."""
+
+    collection: str
+    model_version: str | None
 
 
 @dataclass(slots=True)
@@ -63,6 +86,12 @@ class _Query:
     filter_expr: str = ""
     vector: npt.NDArray[np.float32] | None = None
     hits: list[Hit] = field(default_factory=list)
+    search_started_ms: float | None = None
+    search_ended_ms: float | None = None
+
+    @property
+    def key(self) -> _Key:
+        return (self.topology.name, self.request.version)
 
     @property
     def version(self) -> str:
@@ -101,6 +130,8 @@ class SearchService:
         self.max_top_k = max_top_k
         self.prefix = collection_prefix
         self.max_retry_pause_s = max_retry_pause_s
+        self._targets: dict[_Key, _Target] = {}  # the last lookups: the next batch's guesses
+        self._search_calls = 0  # since the stats were last counted
 
     def reply_allowed(self, topic: str) -> bool:
         """Answers go to the results topic or its ``<results>.<suffix>`` children only, so a
@@ -109,10 +140,17 @@ class SearchService:
         return topic == base or (topic.startswith(f"{base}.") and len(topic) <= 249)
 
     async def answer(
-        self, values: Sequence[bytes | None], keys: Sequence[bytes | None]
+        self,
+        values: Sequence[bytes | None],
+        keys: Sequence[bytes | None],
+        *,
+        received_ms: Sequence[float] | None = None,
     ) -> list[Answer]:
-        """One answer per request value, in order."""
+        """One answer per request value, in order. ``received_ms``: when the worker got each
+        request (wall clock, ms), for the answers' hops; default: now."""
         started = time.perf_counter()
+        taken_ms = time.time() * 1000
+        arrived = list(received_ms) if received_ms is not None else [taken_ms] * len(values)
         answers: list[Answer | None] = [None] * len(values)
         queries: list[_Query] = []
         for i, (value, key) in enumerate(zip(values, keys, strict=True)):
@@ -122,7 +160,9 @@ class SearchService:
                 request_id, reply_to = _identify(value, key, self.default_reply_to)
                 if not self.reply_allowed(reply_to):
                     reply_to = self.default_reply_to
-                answers[i] = Answer(reply_to, SearchResult(request_id=request_id, error=str(exc)))
+                hops = SearchHops(received_ms=round(arrived[i], 3), taken_ms=round(taken_ms, 3))
+                result = SearchResult(request_id=request_id, error=str(exc), hops=hops)
+                answers[i] = Answer(reply_to, result)
 
         failed = await self._run(queries)
         took_ms = (time.perf_counter() - started) * 1000
@@ -135,9 +175,18 @@ class SearchService:
                 model_version=query.model_version,
                 took_ms=round(took_ms, 2),
                 error=error,
+                hops=SearchHops(
+                    sent_ms=query.request.sent_ms,
+                    received_ms=round(arrived[query.index], 3),
+                    taken_ms=round(taken_ms, 3),
+                    search_started_ms=query.search_started_ms,
+                    search_ended_ms=query.search_ended_ms,
+                ),
             )
             answers[query.index] = Answer(query.request.reply_to, result)
-        self.stats.add({"search_requests": len(values)})
+        # one Redis round trip per batch, not one more per Milvus search: the answers wait
+        calls, self._search_calls = self._search_calls, 0
+        self.stats.add({"search_requests": len(values), "search_calls": calls})
         return [a for a in answers if a is not None]
 
     def _validate(self, index: int, value: bytes | None) -> _Query:
@@ -187,14 +236,76 @@ class SearchService:
         return self.by_media[kind]
 
     async def _run(self, queries: list[_Query]) -> dict[int, str]:
-        """Resolve, embed and search; returns the errors of the queries that failed."""
+        """Look up where to search, embed and search; returns the errors of the queries that
+        failed.
+
+        Where a query searches (its alias's collection and that collection's model version)
+        takes Milvus round trips to learn, milliseconds on every answer. So a batch searches
+        where the last lookup pointed while it looks again, and searches again, where the
+        lookup points now, for the queries whose target moved in between (a promotion or a
+        rollback). An answer thus never comes from a target older than its own batch.
+        """
+        topologies = {q.key: q.topology for q in queries}
+        lookups = {
+            key: asyncio.create_task(self._lookup(topology, key[1]))
+            for key, topology in topologies.items()
+        }
+        guessed: dict[_Key, _Target | QueryError] = {
+            key: self._targets[key] for key in lookups if key in self._targets
+        }
+        if len(guessed) < len(lookups):  # nothing to guess from: wait for the lookups
+            return await self._search_at(queries, await self._settle(lookups))
+        try:
+            failed = await self._search_at(queries, guessed)
+        except BaseException:
+            for lookup in lookups.values():
+                lookup.cancel()
+            raise
+        looked_up = await self._settle(lookups)
+        moved = [q for q in queries if looked_up[q.key] != guessed[q.key]]
+        for query in moved:
+            failed.pop(query.index, None)
+            query.hits = []
+            if query.request.vector is None:
+                query.vector = None  # embedded by the model of the old target's version
+        if moved:
+            failed.update(await self._search_at(moved, looked_up))
+        return failed
+
+    async def _settle(
+        self, lookups: dict[_Key, asyncio.Task[_Target]]
+    ) -> dict[_Key, _Target | QueryError]:
+        """The lookups' outcomes, remembered as the next batch's guesses."""
+        outcomes = await asyncio.gather(*lookups.values(), return_exceptions=True)
+        settled: dict[_Key, _Target | QueryError] = {}
+        for key, outcome in zip(lookups, outcomes, strict=True):
+            if isinstance(outcome, QueryError):
+                self._targets.pop(key, None)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                self._targets[key] = outcome
+            settled[key] = outcome
+        return settled
+
+    async def _search_at(
+        self, queries: list[_Query], targets: dict[_Key, _Target | QueryError]
+    ) -> dict[int, str]:
+        """Embed and search ``queries`` at their targets; returns the errors by query index."""
         failed: dict[int, str] = {}
         loop = asyncio.get_running_loop()
         for query in queries:
-            try:
-                await self._resolve(query)
-            except QueryError as exc:
-                failed[query.index] = str(exc)
+            target = targets[query.key]
+            if isinstance(target, QueryError):
+                failed[query.index] = str(target)
+                continue
+            query.collection, query.model_version = target.collection, target.model_version
+            topology = query.topology
+            if query.vector is None and query.version not in topology.versions():
+                failed[query.index] = (
+                    f"version {query.version!r} of {topology.name!r} is not declared by this "
+                    f"worker's topology ({list(topology.versions())}); send a vector instead"
+                )
         live = [q for q in queries if q.index not in failed]
 
         by_model: dict[tuple[str, str], list[_Query]] = {}
@@ -205,15 +316,17 @@ class SearchService:
             failed.update(await self._embed(group))
 
         groups: dict[tuple[str, str, int], list[_Query]] = {}
+        dims: dict[tuple[str, str], int] = {}
         for query in live:
             if query.index in failed or query.vector is None:
                 continue
             if query.version in query.topology.versions():
-                plan = await loop.run_in_executor(None, self._plan, query)
-                dim = plan.dim
-                if query.vector.size != dim:
+                model = (query.topology.name, query.version)
+                if model not in dims:  # one executor hop per model, not per query
+                    dims[model] = (await loop.run_in_executor(None, self._plan, query)).dim
+                if query.vector.size != dims[model]:
                     failed[query.index] = (
-                        f"vector must have {dim} dimensions, not {query.vector.size}"
+                        f"vector must have {dims[model]} dimensions, not {query.vector.size}"
                     )
                     continue
             key = (query.collection, query.filter_expr, query.vector.size)
@@ -227,28 +340,21 @@ class SearchService:
     async def _io(self, what: str, fn: Any) -> Any:
         return await retry_blocking(what, fn, max_pause_s=self.max_retry_pause_s)
 
-    async def _resolve(self, query: _Query) -> None:
-        """Which collection answers, and with which model version."""
-        topology, version = query.topology, query.request.version
+    async def _lookup(self, topology: Topology, version: str | None) -> _Target:
+        """The collection of ``version`` (default: the alias's target) and its model version."""
         if version is None:
             alias = topology.alias(prefix=self.prefix)
             target = await self._io("alias", lambda: self.store.alias_target(alias))
             if target is None:
                 raise QueryError(f"topology {topology.name!r} has nothing indexed yet")
-            query.collection = target
+            collection = str(target)
         else:
-            query.collection = topology.collection_name(version, prefix=self.prefix)
-            exists = await self._io("collections", lambda: self.store.collections(query.collection))
-            if query.collection not in exists:
+            collection = topology.collection_name(version, prefix=self.prefix)
+            exists = await self._io("collections", lambda: self.store.collections(collection))
+            if collection not in exists:
                 raise QueryError(f"topology {topology.name!r} has no version {version!r}")
-        query.model_version = await self._io(
-            "describe", lambda: self.store.model_version(query.collection)
-        )
-        if query.vector is None and query.version not in topology.versions():
-            raise QueryError(
-                f"version {query.version!r} of {topology.name!r} is not declared by this "
-                f"worker's topology ({list(topology.versions())}); send a vector instead"
-            )
+        model_version = await self._io("describe", lambda: self.store.model_version(collection))
+        return _Target(collection, model_version)
 
     def _plan(self, query: _Query) -> Plan:
         """The plan of the version that answers (bound on first use after a promotion)."""
@@ -275,6 +381,7 @@ class SearchService:
     async def _search(self, collection: str, filter_expr: str, group: list[_Query]) -> str | None:
         vectors = np.stack([q.vector for q in group if q.vector is not None])
         limit = max(q.request.top_k for q in group)
+        started_ms = round(time.time() * 1000, 3)
         try:
             results = await self._io(
                 "search",
@@ -284,7 +391,11 @@ class SearchService:
             )
         except StageError as exc:
             return f"search failed: {exc.cause}"
-        self.stats.add({"search_calls": 1})
+        finally:
+            ended_ms = round(time.time() * 1000, 3)
+            for query in group:
+                query.search_started_ms, query.search_ended_ms = started_ms, ended_ms
+        self._search_calls += 1
         for query, hits in zip(group, results, strict=True):
             query.hits = [
                 Hit(id=h.id, score=h.score, uri=h.uri, metadata=h.metadata)

@@ -59,8 +59,9 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
 
 
 def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Move a host batch to ``device``; to a GPU through pinned memory, without blocking."""
-    if device.type != "cuda":
+    """Move a host batch to ``device``; to a GPU through pinned memory, without blocking. A
+    batch already on a GPU (crops decoded there) has no host memory to pin."""
+    if device.type != "cuda" or batch.device.type != "cpu":
         return batch.to(device)
     return batch.pin_memory().to(device, non_blocking=True)
 

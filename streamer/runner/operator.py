@@ -143,6 +143,16 @@ class Operator(ABC, Generic[In, Out]):
         (the benchmark's naive baseline); by default the stage itself."""
         return self
 
+    def on_device(self, following: Operator[Any, Any], device: str) -> Operator[Any, Any] | None:
+        """The operator that does this stage's work and that of ``following`` (the next stage)
+        on the model's ``device``, when that is faster than the CPU pool (a GPU decodes and
+        resizes JPEGs in batches); ``None``, the default: both run as declared.
+
+        The planner asks when the context allows it (``decode_on_device``). A fused
+        :class:`ModelOperator` gets the batch policy, device and precision of the model stage
+        it feeds, so it runs where that model runs, a micro-batch at a time."""
+        return None
+
     @abstractmethod
     def bind(self, context: Context) -> BoundCpu[In, Out] | BoundModel[In, Out]:
         """What runs in this process (may load weights: call it off the event loop)."""
@@ -187,6 +197,10 @@ class ModelOperator(Operator[In, Out]):
     implement :meth:`load` (and :meth:`output_dim` when they give vectors)."""
 
     runs: ClassVar[Runs] = "model"
+    #: a stage that prepares the next model stage's inputs on the device (JPEG decode on the
+    #: GPU, say): not calibrated on its own (it takes that stage's batch size), and run on the
+    #: device's prepare thread, so one batch is prepared while the model embeds another
+    prepares: ClassVar[bool] = False
 
     batch: BatchPolicy = field(default_factory=BatchPolicy)
     device: Device = "auto"

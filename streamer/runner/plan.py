@@ -5,20 +5,24 @@ bound stages into *segments* the runner schedules: consecutive CPU stages fused 
 segment (one task per item in the CPU pool), each model stage a segment of its own (batches
 on its device). The plan also knows the length of the vectors it gives, so collections can be
 created and query vectors checked before anything runs.
+
+Before binding, neighbours that run faster together on the model's device are fused
+(:meth:`~streamer.runner.operator.Operator.on_device`): on a GPU, JPEG decoding and the model's
+resize and crop become one model stage there. Stage indices are those of the bound chain.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
 from streamer.core.errors import ConfigError, StageError
 from streamer.runner.context import Context
-from streamer.runner.operator import BoundCpu, BoundModel, ModelOperator, Source
-from streamer.runner.topology import Topology
+from streamer.runner.operator import BoundCpu, BoundModel, ModelOperator, Operator, Source
+from streamer.runner.topology import Topology, check_chain
 
 __all__ = ["Plan", "Segment", "Stage", "bind"]
 
@@ -121,13 +125,58 @@ class Plan:
         return model.precision if model is not None else "fp32"
 
 
+def _fused_on_device(
+    declared: tuple[Operator[Any, Any], ...], context: Context
+) -> tuple[Operator[Any, Any], ...]:
+    """``declared`` with the neighbours that say they run fused on the device of the model stage
+    they feed (:meth:`Operator.on_device`) fused: when that device is a GPU
+    (``decode_on_device`` ``auto``), on any device (``on``), or never (``off``). A fused model
+    stage gets that model stage's batch policy, device and precision."""
+    if context.decode_on_device == "off":
+        return declared
+    from streamer.runner.device import resolve_device
+
+    chain = list(declared)
+    i = 0
+    while i + 1 < len(chain):
+        model = next((s for s in chain[i + 1 :] if isinstance(s, ModelOperator)), None)
+        if model is None:
+            break
+        device = resolve_device(model.device if context.device == "auto" else context.device)
+        fused = None
+        if context.decode_on_device == "on" or device.startswith("cuda"):
+            fused = chain[i].on_device(chain[i + 1], device)
+        if fused is None:
+            i += 1
+            continue
+        if isinstance(fused, ModelOperator):
+            fused = replace(
+                fused, batch=model.batch, device=model.device, precision=model.precision
+            )
+        chain[i : i + 2] = [fused]  # and the fused stage may fuse with the next
+    return tuple(chain)
+
+
 def bind(topology: Topology, version: str | None, context: Context) -> Plan:
-    """Bind every stage of ``version`` (default: the topology's own); loads its models."""
+    """Bind every stage of ``version`` (default: the topology's own), neighbours fused on the
+    model's device where they can be; loads its models."""
     version = version or topology.model_version
     started = time.perf_counter()
+    declared = topology.stages_for(version)
+    chain = _fused_on_device(declared, context)
+    if len(chain) != len(declared):
+        where = f"topology {topology.name!r} version {version!r} fused on the device"
+        check_chain(where, chain)
+        log.info(
+            "%s@%s: stages %s run as %s",
+            topology.name,
+            version,
+            [s.name for s in declared],
+            [f"{s.name}:{type(s).__name__}" for s in chain],
+        )
     stages: list[Stage] = []
     dim: int | None = None
-    for index, operator in enumerate(topology.stages_for(version)):
+    for index, operator in enumerate(chain):
         bound = operator.bind(context)
         if isinstance(operator, ModelOperator):
             assert isinstance(bound, BoundModel)

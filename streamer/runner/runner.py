@@ -8,7 +8,8 @@ Ingest, query embedding, rollout backfill and compare, local runs and the benchm
 - cuts the items into chunks of the first model stage's batch size (calibrated or declared);
   each chunk goes to the model pool as soon as its items are ready, as many at once as the pool
   has threads (model streams); later CPU segments run per item in the CPU pool, later model
-  stages in chunks of their own size;
+  stages in chunks of their own size; a model stage that prepares the next one's inputs (JPEG
+  decode on the GPU) runs on the prepare pool, so it overlaps the model;
 - carries a failed item as its typed error to the end, naming its asset; the others go on;
 - checks what the last stage gives: one finite vector of the plan's length per item.
 
@@ -53,8 +54,9 @@ class InlineExecutor(Executor):
 
 
 class Runner:
-    """Runs plans on a CPU pool and a model pool; ``batch_size`` says how many items one call
-    of a model stage takes (default: what the stage declares)."""
+    """Runs plans on a CPU pool and a model pool (``prepare_pool``, default the model pool, for
+    model stages that prepare the next one's inputs); ``batch_size`` says how many items one
+    call of a model stage takes (default: what the stage declares)."""
 
     def __init__(
         self,
@@ -62,9 +64,11 @@ class Runner:
         model_pool: Executor,
         *,
         batch_size: Callable[[Plan, Stage], int] = declared_batch_size,
+        prepare_pool: Executor | None = None,
     ) -> None:
         self.cpu_pool = cpu_pool
         self.model_pool = model_pool
+        self.prepare_pool = prepare_pool or model_pool
         self.batch_size = batch_size
 
     @classmethod
@@ -169,11 +173,10 @@ class Runner:
         assert stage.model is not None
         loop = asyncio.get_running_loop()
         size = max(1, self.batch_size(plan, stage))
+        pool = self.prepare_pool if stage.model.operator.prepares else self.model_pool
         for start in range(0, len(live), size):
             part = live[start : start + size]
-            outs = await loop.run_in_executor(
-                self.model_pool, stage.model, [values[i] for i in part]
-            )
+            outs = await loop.run_in_executor(pool, stage.model, [values[i] for i in part])
             for i, out in zip(part, outs, strict=True):
                 values[i] = out
 

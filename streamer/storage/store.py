@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -39,7 +39,16 @@ from pymilvus import DataType, MilvusClient, MilvusException
 from streamer.config.settings import MilvusSettings
 from streamer.core.errors import SinkError, TransientError
 
-__all__ = ["SearchHit", "StoredRow", "VectorRow", "VectorStore", "escape_literal", "id_filter"]
+__all__ = [
+    "SearchHit",
+    "StoredRow",
+    "VectorRow",
+    "VectorStore",
+    "escape_literal",
+    "id_filter",
+    "row_bytes",
+    "upsert_chunks",
+]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -52,6 +61,8 @@ QUERY_CHUNK = 500
 READ_YOUR_WRITES = "Strong"
 INCARNATION = "streamer.incarnation"
 MODEL_VERSION = "streamer.model_version"
+# per row on the wire besides its values: protobuf tags and lengths, the int64 updated_ms
+ROW_OVERHEAD_BYTES = 64
 
 
 def escape_literal(value: str) -> str:
@@ -90,6 +101,35 @@ class VectorRow:
         }
 
 
+def row_bytes(row: VectorRow) -> int:
+    """About what ``row`` weighs in an upsert message: its float32 vector, its strings in UTF-8,
+    its metadata as JSON, and a little framing."""
+    strings = (row.id, row.content_hash, row.model_version, row.media_type, row.uri, row.text)
+    return (
+        4 * row.vector.size
+        + sum(len(s.encode()) for s in strings)
+        + len(json.dumps(row.metadata, default=str).encode())
+        + ROW_OVERHEAD_BYTES
+    )
+
+
+def upsert_chunks(
+    rows: Sequence[VectorRow], *, max_rows: int, max_bytes: int
+) -> Iterator[tuple[int, Sequence[VectorRow]]]:
+    """Consecutive runs of ``rows`` (with the index of their first row), each at most
+    ``max_rows`` rows and ``max_bytes`` estimated bytes. A row over ``max_bytes`` by itself goes
+    alone: the server decides whether it takes it, and the sink isolates it if not."""
+    start, size = 0, 0
+    for i, row in enumerate(rows):
+        weight = row_bytes(row)
+        if i > start and (i - start >= max_rows or size + weight > max_bytes):
+            yield start, rows[start:i]
+            start, size = i, 0
+        size += weight
+    if start < len(rows):
+        yield start, rows[start:]
+
+
 @dataclass(frozen=True, slots=True)
 class SearchHit:
     id: str
@@ -119,6 +159,10 @@ def _needs_load(exc: BaseException) -> bool:
 
 
 def _is_transient(exc: BaseException) -> bool:
+    if "larger than max" in str(exc).lower():
+        # gRPC's RESOURCE_EXHAUSTED for a message over the size limit: the same call fails
+        # however often it is retried; as a refusal, the sink splits the batch instead
+        return False
     if isinstance(exc, grpc.RpcError | ConnectionError | TimeoutError):
         return True
     text = str(exc).lower()
@@ -275,13 +319,28 @@ class VectorStore:
     # rows
 
     def upsert(self, name: str, rows: Sequence[VectorRow]) -> int:
-        if not rows:
-            return 0
-        entities = [row.to_entity() for row in rows]
-        result = self._call("upsert", lambda: self.client.upsert(name, entities), collection=name)
-        self._unflushed[name] = self._unflushed.get(name, 0) + len(rows)
-        if self.settings.flush_rows and self._unflushed[name] >= self.settings.flush_rows:
+        """Write ``rows`` in calls of at most ``upsert_max_rows`` rows and ``upsert_max_bytes``
+        (estimated); returns how many rows Milvus acknowledged.
+
+        Each call is acknowledged before the next is sent. A call refused raises, and the calls
+        before it stay written: an upsert by primary key may be sent again, which is what a
+        retry after an outage and the sink's isolation of a refused row do.
+        """
+        chunks = upsert_chunks(
+            rows, max_rows=self.settings.upsert_max_rows, max_bytes=self.settings.upsert_max_bytes
+        )
+        upserted = 0
+        for start, chunk in chunks:
+            what = f"upsert of rows {start}-{start + len(chunk) - 1} of {len(rows)} into {name}"
+            upserted += self._upsert(name, chunk, what)
+        if self.settings.flush_rows and self._unflushed.get(name, 0) >= self.settings.flush_rows:
             self.flush(name)
+        return upserted
+
+    def _upsert(self, name: str, rows: Sequence[VectorRow], what: str) -> int:
+        entities = [row.to_entity() for row in rows]  # per call: Python floats are ~8x float32
+        result = self._call(what, lambda: self.client.upsert(name, entities), collection=name)
+        self._unflushed[name] = self._unflushed.get(name, 0) + len(rows)
         return int(result.get("upsert_count", len(rows))) if isinstance(result, dict) else len(rows)
 
     def flush(self, name: str) -> None:

@@ -23,6 +23,7 @@ from streamer.query.agent import QueryAgent
 from streamer.query.service import SearchService
 from streamer.runner.plans import Plans
 from streamer.runner.topology import Topology
+from streamer.worker.sizing import ModelSpeed, PipelineSize, size_pipeline
 from streamer.worker.transport import StreamerApp
 
 __all__ = ["AGENTS", "batch_window", "create_app", "faust_app_id", "faust_datadir"]
@@ -32,21 +33,24 @@ log = logging.getLogger(__name__)
 
 def batch_window(
     topologies: Sequence[Topology], settings: Settings, plans: Plans | None
-) -> tuple[int, float]:
-    """The stream's take size and wait: room for the largest batch a topology's model stages
-    take (declared, calibrated or pinned), and the shortest wait."""
+) -> PipelineSize:
+    """The stream's take size, wait and window: sized to each topology's model speed
+    (calibrated) and batch size (declared, calibrated or pinned); see
+    :mod:`streamer.worker.sizing`."""
     batching = settings.batching
-    policies = [
-        t.batch_policy().overridden(batching.max_batch_size, batching.max_wait_ms)
-        for t in topologies
-    ]
-    sizes = [p.max_batch_size for p in policies]
-    if plans is not None:
-        for topology in topologies:
+    models: list[ModelSpeed] = []
+    device = "cpu"
+    for topology in topologies:
+        policy = topology.batch_policy().overridden(batching.max_batch_size, batching.max_wait_ms)
+        size, speed = policy.max_batch_size, None
+        if plans is not None:
             plan = plans.get(topology)
-            sizes += [plans.batch_size(plan, stage) for stage in plan.models]
-    wait_s = min(p.max_wait_ms for p in policies) / 1000
-    return max(sizes), max(wait_s, 0.001)
+            device = plan.device if device == "cpu" else device
+            measured = [(plans.batch_size(plan, s), plans.speed(plan, s)) for s in plan.models]
+            timed = [m for m in measured if m[1] is not None]
+            size, speed = (timed or measured or [(size, None)])[0]
+        models.append(ModelSpeed(topology.name, size, speed, policy.max_wait_ms))
+    return size_pipeline(models, device=device, batching=batching)
 
 
 AGENTS = ("ingest", "search")
@@ -107,9 +111,18 @@ def create_app(
     )
     uploads = app.topic(kafka.uploads_topic, partitions=kafka.partitions)
     deadletters = app.topic(kafka.deadletter_topic, partitions=kafka.partitions)
-    take_size, take_wait_s = batch_window(
-        topologies, settings, pipeline.plans if pipeline is not None else None
-    )
+    window = batch_window(topologies, settings, pipeline.plans if pipeline is not None else None)
+    if pipeline is not None:
+        log.info(
+            "ingest pipeline sized",
+            extra={
+                "take": window.take,
+                "wait_ms": round(window.wait_s * 1000),
+                "in_flight": window.in_flight,
+                "decode_threads": settings.batching.decode_workers,
+                "why": window.why,
+            },
+        )
     max_pause_s = settings.runtime.sink_retry_max_s
 
     async def publish_dead_letter(letter: DeadLetter) -> None:
@@ -130,9 +143,9 @@ def create_app(
             uploads,
             pipeline,
             publish_dead_letter,
-            take_size,
-            take_wait_s,
-            settings.batching.max_in_flight,
+            window.take,
+            window.wait_s,
+            window.in_flight,
             metrics,
             health,
         )

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import faust
 import redis
@@ -24,13 +25,14 @@ from streamer.models.loading import load_plans
 from streamer.query.service import SearchService
 from streamer.rollout.registry import Registry
 from streamer.runner.device import resolve_device
+from streamer.runner.executors import ModelThreads
 from streamer.runner.plans import Plans
 from streamer.runner.runner import Runner
 from streamer.runner.topology import Topology
 from streamer.storage.store import VectorStore
 from streamer.worker.app import AGENTS, create_app
 
-__all__ = ["build_pipeline", "build_searcher", "run_worker", "worker_name"]
+__all__ = ["build_pipeline", "build_searcher", "model_threads", "run_worker", "worker_name"]
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +57,10 @@ def build_pipeline(
     plans: Plans,
     client: redis.Redis,
     metrics: Metrics | None = None,
+    threads: ModelThreads | None = None,
 ) -> IngestPipeline:
     """The ingest path: fetch and decode on as many threads as the worker has cores, model
-    calls on its model streams, writes to the versions the registry names."""
+    calls on the ingest lane of the model threads, writes to the versions the registry names."""
     registry = registry_for(settings, client)
     prefix = settings.redis.key_prefix
 
@@ -68,12 +71,15 @@ def build_pipeline(
                 metrics.serving.labels(topology.name, version).set(version == targets[0])
         return targets
 
-    streams = settings.runtime.streams_for(resolve_device(settings.runtime.device))
+    threads = threads or model_threads(settings)
     return IngestPipeline(
         topologies=topologies,
         plans=plans,
-        runner=Runner.with_threads(
-            settings.batching.decode_workers, streams, name="ingest", batch_size=plans.batch_size
+        runner=Runner(
+            ThreadPoolExecutor(settings.batching.decode_workers, "ingest-cpu"),
+            threads.lane("ingest"),
+            batch_size=plans.batch_size,
+            prepare_pool=threads.lane("prepare"),
         ),
         store=VectorStore(settings.milvus),
         cache=DedupeCache(client, prefix=prefix),
@@ -84,14 +90,30 @@ def build_pipeline(
     )
 
 
+def model_threads(settings: Settings) -> ModelThreads:
+    """The model threads of a worker on its device (one shared thread on a GPU)."""
+    device = resolve_device(settings.runtime.device)
+    return ModelThreads(device, settings.runtime.streams_for(device))
+
+
 def build_searcher(
-    settings: Settings, topologies: Sequence[Topology], plans: Plans
+    settings: Settings,
+    topologies: Sequence[Topology],
+    plans: Plans,
+    threads: ModelThreads | None = None,
 ) -> SearchService:
+    threads = threads or model_threads(settings)
     return SearchService(
         topologies=topologies,
         plans=plans,
-        # queries get a model thread of their own, so they never wait behind an ingest batch
-        runner=Runner.with_threads(2, 1, name="query", batch_size=plans.batch_size),
+        # queries go first on the model threads: a GPU's one thread, or a CPU thread of their
+        # own, so they never wait behind an ingest batch
+        runner=Runner(
+            ThreadPoolExecutor(2, "query-cpu"),
+            threads.lane("query"),
+            batch_size=plans.batch_size,
+            prepare_pool=threads.lane("prepare"),
+        ),
         store=VectorStore(settings.milvus),
         stats=Stats(redis_client(settings.redis), prefix=settings.redis.key_prefix),
         default_reply_to=settings.kafka.search_results_topic,
@@ -108,15 +130,16 @@ def run_worker(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     configure_logging(settings.runtime.log_level, settings.runtime.log_format)
-    plans = load_plans(settings, topologies)
-    asyncio.run(ensure_topics(settings.kafka))
     metrics, health = Metrics(), Health(stall_s=settings.runtime.stall_s)
+    threads = model_threads(settings)
+    plans = load_plans(settings, topologies, threads=threads, metrics=metrics)
+    asyncio.run(ensure_topics(settings.kafka))
     pipeline = (
-        build_pipeline(settings, topologies, plans, redis_client(settings.redis), metrics)
+        build_pipeline(settings, topologies, plans, redis_client(settings.redis), metrics, threads)
         if "ingest" in agents
         else None
     )
-    searcher = build_searcher(settings, topologies, plans) if "search" in agents else None
+    searcher = build_searcher(settings, topologies, plans, threads) if "search" in agents else None
     if settings.runtime.metrics_port:
         serve(settings.runtime.metrics_port, metrics, health)
     app = create_app(settings, topologies, pipeline, searcher, metrics=metrics, health=health)
@@ -136,3 +159,4 @@ def run_worker(
     finally:
         for runner in (p.runner for p in (pipeline, searcher) if p is not None):
             runner.close()
+        threads.close()

@@ -138,6 +138,18 @@ def milvus_backend(request: pytest.FixtureRequest, stack: Settings) -> MilvusSet
     return stack.milvus.model_copy(update={"uri": uri, "flush_rows": 0})
 
 
+@pytest.fixture
+def settings(milvus_backend: MilvusSettings) -> Iterator[MilvusSettings]:
+    """The test's Milvus with a collection prefix of its own; its collections dropped after."""
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    settings = milvus_backend.model_copy(update={"collection_prefix": prefix})
+    yield settings
+    store = VectorStore(settings)
+    for name in store.collections(prefix):
+        store.drop(name)
+    store.close()
+
+
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -4,9 +4,6 @@ up after themselves."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
@@ -34,17 +31,6 @@ def row(i: int, content: str = "") -> VectorRow:
 
 def open_store(settings: MilvusSettings, **changes: object) -> VectorStore:
     return VectorStore(settings.model_copy(update=changes))
-
-
-@pytest.fixture
-def settings(milvus_backend: MilvusSettings) -> Iterator[MilvusSettings]:
-    prefix = f"t{uuid.uuid4().hex[:10]}_"
-    settings = milvus_backend.model_copy(update={"collection_prefix": prefix})
-    yield settings
-    store = VectorStore(settings)
-    for name in store.collections(prefix):
-        store.drop(name)
-    store.close()
 
 
 def test_writes_are_read_at_once(settings: MilvusSettings) -> None:

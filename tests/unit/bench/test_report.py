@@ -45,6 +45,8 @@ def test_an_images_only_run_reports_images_and_no_text(tmp_path: Path) -> None:
         "redelivery_over_first": 50.0,
         "image_e2e_over_model": 0.8,
         "image_e2e_over_naive": 4.0,
+        "image_ceiling_ips": 100.0,
+        "image_e2e_over_ceiling": 0.8,
     }
     text = report(IMAGE, tmp_path)
     assert "image end to end" in text and "0.8x model, 4.0x naive" in text
@@ -57,3 +59,32 @@ def test_a_full_run_reports_both_media_and_memory(tmp_path: Path) -> None:
     assert ratios(figures)["text_e2e_over_naive"] == 8.0
     text = report(figures, tmp_path)
     assert "text end to end" in text and "memory run (300.0 items/s)" in text
+
+
+def test_a_gpu_run_reports_its_ceilings_against_the_slower_of_decode_and_model(
+    tmp_path: Path,
+) -> None:
+    gpu = {
+        **IMAGE,
+        "device": "cuda (bf16)",
+        "image_model_ips": 6000.0,
+        "image_device_decode_ips": 3000.0,
+        "image_prepare_ips": 950.0,
+        "image_prepare_threads": 16,
+        "image_e2e_ips": 2500.0,
+        "gpu_busy_pct": 62.5,
+        "sink_rows_per_s": 40000.0,
+    }
+    found = ratios(gpu)
+    assert found["image_ceiling_ips"] == 3000.0  # decode is the slower stage on the GPU
+    assert found["image_e2e_over_ceiling"] == 0.83
+    text = report(gpu, tmp_path)
+    for row in (
+        "image JPEG decode on the GPU",
+        "image CPU prepare (16 threads)",
+        "against the GPU's ceiling",
+        "GPU busy during image end to end",
+        "62 %",
+        "sink alone",
+    ):
+        assert row in text

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.unit.deploy.test_kubernetes import RELEASE
+
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "docker-compose.yml"
 
@@ -131,16 +133,16 @@ def test_compose_parses_pins_images_and_checks_health(services: dict[str, Any]) 
 
 def test_the_streamer_images_are_built_here(services: dict[str, Any]) -> None:
     images = {services[name]["image"] for name in ("topics", "worker", "search")}
-    assert images == {"streamer:0.8.0"}
-    assert services["worker-gpu"]["image"] == "streamer:0.8.0-gpu"
+    assert images == {f"streamer:{RELEASE}"}
+    assert services["worker-gpu"]["image"] == f"streamer:{RELEASE}-gpu"
     built = {
         service["image"]: service["build"]
         for service in services.values()
         if "build" in service and service["image"].startswith("streamer:")
     }
-    assert built.keys() == {"streamer:0.8.0", "streamer:0.8.0-gpu"}
-    assert built["streamer:0.8.0"]["target"] == "cpu"
-    assert built["streamer:0.8.0-gpu"]["target"] == "gpu"
+    assert built.keys() == {f"streamer:{RELEASE}", f"streamer:{RELEASE}-gpu"}
+    assert built[f"streamer:{RELEASE}"]["target"] == "cpu"
+    assert built[f"streamer:{RELEASE}-gpu"]["target"] == "gpu"
 
 
 def test_every_long_running_service_restarts(services: dict[str, Any]) -> None:

@@ -31,7 +31,10 @@ KUBERNETES_VERSION = "1.31.0"
 
 NAMESPACE = "streamer"
 IMAGE = "ghcr.io/streamer/streamer"
-RELEASE = "0.8.0"
+#: the manifests run the release this checkout builds
+RELEASE = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())["project"][
+    "version"
+]
 IMAGE_UID = 10001
 WRITABLE_PATHS = ("/var/lib/streamer", "/var/cache/streamer", "/tmp")
 METRICS_PORT = 9400

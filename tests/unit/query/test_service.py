@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from streamer.config.settings import FetchSettings
+from streamer.core.messages import SearchResult
 from streamer.core.stats import Stats
 from streamer.query.service import Answer, SearchService
 from streamer.runner.context import Context
@@ -83,6 +84,8 @@ def test_concurrent_requests_share_one_search(service: SearchService) -> None:
     assert all(len(a.result.hits) == 1 + i % 3 for i, a in enumerate(answers))
     assert store.search_calls - before == 1
     assert tally(TEXT).batches[-1] == 40
+    assert service.stats.local["search_requests"] == 40
+    assert service.stats.local["search_calls"] == 1
 
 
 def test_vector_query(service: SearchService) -> None:
@@ -147,3 +150,97 @@ def test_empty_topology_says_so(service: SearchService) -> None:
         service, {"request_id": "r", "vector": np.ones(6).tolist(), "topology": "image"}
     )
     assert answer.result.error == "topology 'image' has nothing indexed yet"
+
+
+def promote_to_v2(service: SearchService) -> str:
+    """A second version of the text collection, served from now on; returns its name."""
+    store = service.store
+    plan = service.plans.get(TEXT, "text@2")
+    v2 = TEXT.collection_name("text@2")
+    store.ensure_collection(v2, plan.dim, model_version="text@2")
+    (vector,) = asyncio.run(service.runner.run(plan, [Source(text="cats")]))
+    store.upsert(v2, [VectorRow("t2-cats", vector, "h", "text@2", "text", text="cats")])
+    store.point_alias(TEXT.alias(), v2)
+    return v2
+
+
+def test_a_batch_looks_its_alias_up_once(
+    service: SearchService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = service.store
+    lookups: list[str] = []
+    real = store.alias_target
+
+    def alias_target(alias: str) -> str | None:
+        lookups.append(alias)
+        return real(alias)
+
+    monkeypatch.setattr(store, "alias_target", alias_target)
+    ask(service, *({"request_id": f"r{i}", "text": "coffee"} for i in range(10)))
+    assert lookups == ["text"]
+
+
+def test_a_warm_batch_searches_while_it_looks_the_alias_up(service: SearchService) -> None:
+    store = service.store
+    assert isinstance(store, InMemoryVectorStore)
+    ask(service, {"request_id": "cold", "text": "cats"})
+    before = store.search_calls
+    (answer,) = ask(service, {"request_id": "warm", "text": "cats"})
+    assert answer.result.hits[0].id == "t-cats"
+    assert store.search_calls - before == 1  # the guess was right: one search, no second
+
+
+def test_after_a_promotion_answers_come_from_the_new_target(service: SearchService) -> None:
+    store = service.store
+    assert isinstance(store, InMemoryVectorStore)
+    (before,) = ask(service, {"request_id": "v1", "text": "cats"})
+    assert before.result.model_version == "text@1"
+    promote_to_v2(service)
+    searches = store.search_calls
+    (moved, vector_query) = ask(
+        service,
+        {"request_id": "v2", "text": "cats"},
+        {"request_id": "v", "vector": [1.0] * 10, "topology": "text"},
+    )
+    # searched at the old target first (the guess), then again where the alias points now,
+    # with the text embedded again by the new version's model
+    assert store.search_calls - searches == 2
+    assert moved.result.error is None
+    assert moved.result.model_version == "text@2"
+    assert [h.id for h in moved.result.hits] == ["t2-cats"]
+    assert vector_query.result.error is None and vector_query.result.model_version == "text@2"
+    (after,) = ask(service, {"request_id": "v2-again", "text": "cats"})
+    assert after.result.model_version == "text@2"
+
+
+def test_an_alias_gone_since_the_last_batch_says_so(service: SearchService) -> None:
+    request = {"request_id": "r", "vector": [1.0] * 8, "topology": "text"}
+    (first,) = ask(service, request)
+    assert first.result.error is None
+    store = service.store
+    assert isinstance(store, InMemoryVectorStore)
+    store.aliases.pop("text")
+    (gone,) = ask(service, request)
+    assert gone.result.error == "topology 'text' has nothing indexed yet"
+    assert gone.result.hits == []
+
+
+def test_answers_carry_their_hops(service: SearchService) -> None:
+    request = {"request_id": "r", "text": "cats", "sent_ms": 500.0}
+    bad = {"request_id": "bad", "text": "a", "top_k": 0}
+    values = [json.dumps(r).encode() for r in (request, bad)]
+    good, failed = asyncio.run(service.answer(values, [None, None], received_ms=[510.0, 511.0]))
+    hops = good.result.hops
+    assert hops is not None
+    assert hops.sent_ms == 500.0
+    assert hops.received_ms == 510.0
+    assert hops.search_started_ms is not None and hops.search_ended_ms is not None
+    assert hops.received_ms < hops.taken_ms <= hops.search_started_ms <= hops.search_ended_ms
+    assert hops.replied_ms is None  # stamped when the answer is sent:
+    sent = SearchResult.model_validate_json(good.value(replied_ms=hops.search_ended_ms + 1))
+    assert sent.hops is not None and sent.hops.replied_ms == hops.search_ended_ms + 1
+    assert sent.hops.durations_ms(answered_ms=sent.hops.replied_ms + 2) is not None
+
+    assert failed.result.error is not None
+    assert failed.result.hops is not None and failed.result.hops.received_ms == 511.0
+    assert failed.result.hops.search_started_ms is None

@@ -37,3 +37,19 @@ def test_created_topics_carry_min_insync_replicas(tmp_path: Path) -> None:
         }
     ).kafka
     assert topic_configs(kafka) == {"min.insync.replicas": "2"}
+
+
+def test_the_ingest_window_is_sized_from_the_calibrated_speed(tmp_path: Path) -> None:
+    from streamer.runner.context import Context
+    from streamer.runner.plans import Plans, Tuned
+    from streamer.testing import fake_topology
+    from streamer.worker.app import batch_window
+
+    settings = load_settings({"STREAMER_STACK_STATE_DIR": str(tmp_path)})
+    topology = fake_topology("t", "text", batch=4)
+    measured = Plans(Context(settings.fetch, device="cpu"), tuner=lambda p, s: Tuned(16, 400.0))
+    window = batch_window([topology], settings, measured)
+    assert (window.take, window.in_flight) == (112, 2)  # 7 batches of 16: 280 ms at 400/s
+    assert window.wait_s == 0.01
+    # a search-only worker has no plans: the declared batch
+    assert batch_window([topology], settings, None).take == 4

