@@ -34,7 +34,7 @@ CRASHING_WORKER = textwrap.dedent(
         async def process(self, records):
             raise RuntimeError("a bug in the pipeline")
 
-        async def answer(self, values, keys):
+        async def answer(self, values, keys, **stamps):
             raise RuntimeError("a bug in the search service")
 
     configure_logging("INFO")
