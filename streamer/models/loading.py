@@ -4,6 +4,7 @@ every batch shape run in the threads that will serve it before the plan serves."
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -118,20 +119,16 @@ def plans_for(
         if metrics is not None:
             metrics.model_cold_calls.labels(plan.topology.name, plan.version, stage.name).inc()
 
-    if threads is None:  # not serving: no shapes to keep warm
-        return Plans(
-            Context.from_settings(settings),
-            tuner=tune,
-            pinned_batch_size=batching.max_batch_size,
-            binder=_bind_logged,
-        )
     return Plans(
         Context.from_settings(settings),
         tuner=tune,
         pinned_batch_size=batching.max_batch_size,
         binder=_bind_logged,
-        buckets=batching.buckets_on,
-        warm=lambda plans, plan: warm_shapes(plans, plan, threads, metrics),
+        # only a worker's plans serve: shapes bucketed and kept warm in its model threads
+        buckets=batching.buckets_on if threads is not None else None,
+        warm=functools.partial(warm_shapes, threads=threads, metrics=metrics)
+        if threads is not None
+        else None,
         on_cold=cold,
     )
 
