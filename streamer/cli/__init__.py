@@ -24,7 +24,10 @@ def cli() -> None:
     from streamer.config.logs import configure_logging
 
     runtime = load().runtime
-    configure_logging(runtime.log_level, runtime.log_format)
+    # a command reports a library's failure itself, as an error it names; the libraries' own
+    # lines about it (aiokafka's reconnects, pymilvus's probes) would only be noise here; a
+    # worker, which runs on through failures, configures its logs again for itself
+    configure_logging(runtime.log_level, runtime.log_format, third_party="CRITICAL")
 
 
 for command in (up, down, worker, produce, search, run, demo, topics, dlq, rollout, bench):

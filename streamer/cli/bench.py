@@ -1,4 +1,5 @@
-"""``streamer bench``: the ingest benchmark, and ``bench search`` for the query service."""
+"""``streamer bench``: the ingest benchmark; ``bench search`` for the query service, ``bench
+sink`` for the Milvus sink, ``bench promote`` for searches during a rollout's promotion."""
 
 from __future__ import annotations
 
@@ -147,6 +148,29 @@ def bench_sink(
     figures = run_sink_bench(
         load(), rows=rows, dim=dim, sizes=chosen, rounds=rounds, milvus_uri=milvus_uri,
         quiet=as_json,
+    )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(figures))
+
+
+@bench.command("promote")
+@click.option("--texts", default=300, show_default=True, type=click.IntRange(10))
+@click.option("--rate", "rate_qps", default=20.0, show_default=True, help="Searches/s.")
+@click.option("--steady", "steady_s", default=15.0, show_default=True, help="Seconds before.")
+@click.option("--after", "after_s", default=15.0, show_default=True, help="Seconds after.")
+@click.option(
+    "--window", "window_s", default=10.0, show_default=True, help="Seconds after the promote."
+)
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
+def bench_promote(
+    texts: int, rate_qps: float, steady_s: float, after_s: float, window_s: float, as_json: bool
+) -> None:
+    """Search latency while a rollout is promoted, beside the steady latency."""
+    from streamer.bench.promote import run_promote_bench
+
+    figures = run_promote_bench(
+        load(), texts=texts, rate_qps=rate_qps, steady_s=steady_s, after_s=after_s,
+        window_s=window_s, quiet=as_json,
     )  # fmt: skip
     if as_json:
         click.echo(json.dumps(figures))

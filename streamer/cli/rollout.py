@@ -92,6 +92,13 @@ def rollout_status(topology: str, as_json: bool, topology_specs: str | None) -> 
         b = status["backfill"]
         listed = f"{b['done']}/{b['total']}" if b["total"] else "not started"
         click.echo(f"  backfill {listed}")
+    workers = status.get("workers", [])
+    click.echo(f"  live workers: {len(workers) or 'none reporting'}")
+    for w in workers:
+        warm = ", ".join(w["warm"]) or "none"
+        extra = "".join(f"; loading {v}" for v in w["loading"])
+        extra += "".join(f"; {v} failed: {e}" for v, e in w["failed"].items())
+        click.echo(f"    {w['worker']:<24} warm: {warm}{extra} ({'+'.join(w['agents'])})")
 
 
 @rollout.command("compare")
@@ -108,11 +115,39 @@ def rollout_compare(topology: str, queries: int, k: int, topology_specs: str | N
 @rollout.command("promote")
 @click.argument("topology")
 @topologies_option
-@click.option("--force", is_flag=True, help="Promote even if the candidate lacks assets.")
-def rollout_promote(topology: str, force: bool, topology_specs: str | None) -> None:
-    """Switch the alias to the candidate, atomically; searches move at once."""
+@click.option(
+    "--wait",
+    "wait_s",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    metavar="SECONDS",
+    help="How long to wait for every live worker to hold the candidate warm.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Promote now, even if the candidate lacks assets or live workers do not hold it warm.",
+)
+def rollout_promote(topology: str, wait_s: float, force: bool, topology_specs: str | None) -> None:
+    """Switch the alias to the candidate, atomically, once every live worker holds it warm
+    (loaded, calibrated, its shapes run), so the first searches after the switch find their
+    model ready; searches move at once."""
+    last: list[Any] = []  # the last look at the workers
+
+    def show(readiness: Any) -> None:
+        if not last or last[-1].describe() != readiness.describe():  # a line per change
+            waiting = "" if readiness.done else "waiting: "
+            click.echo(f"{waiting}{readiness.describe()}", err=True)
+        last[:] = [readiness]
+
     with _rollouts(topology_specs) as rollouts:
-        _echo_state(rollouts.promote(topology, force=force))
+        state = rollouts.promote(topology, force=force, wait_s=wait_s, progress=show)
+    if last and not last[-1].live:
+        click.echo("warning: no live worker reports its models; promoted anyway", err=True)
+    elif last and not last[-1].done:
+        click.echo(f"warning: forced: {last[-1].describe()}", err=True)
+    _echo_state(state)
 
 
 @rollout.command("rollback")

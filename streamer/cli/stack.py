@@ -51,7 +51,7 @@ def worker(names: tuple[str, ...], topology_specs: str | None, agents: str) -> N
 
     chosen = ("ingest", "search") if agents == "all" else (agents,)
     settings = load(topology_specs)
-    run_worker(settings, served(settings, names), chosen)
+    sys.exit(run_worker(settings, served(settings, names), chosen))
 
 
 @click.command()

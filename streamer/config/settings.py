@@ -343,6 +343,12 @@ class RuntimeSettings(_Concern):
     )
     stall_s: float = Field(600.0, gt=0, description="a batch in flight longer fails /healthz")
     sink_retry_max_s: float = Field(30.0, gt=0, description="longest pause between sink retries")
+    shutdown_grace_s: float = Field(
+        15.0,
+        gt=0,
+        description="SIGTERM/SIGINT stop a worker within this: batches in flight finish for "
+        "most of it, then faust stops; what is still unfinished is left for redelivery",
+    )
 
 
 class StackSettings(_Concern):

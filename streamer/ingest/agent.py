@@ -5,15 +5,19 @@ the :class:`~streamer.ingest.pipeline.IngestPipeline` in a bounded window of bat
 publishes dead letters and waits for their delivery, and only then acknowledges the events, so
 an offset is committed only after the vector store and the dead-letter topic both have what
 the batch produced. (``take()`` would acknowledge a batch even when its processing raised.)
+
+When the worker stops (:mod:`streamer.worker.shutdown`), the agent takes no more batches and
+lets the ones in flight finish: the shutdown waits on its window.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 import faust
 from mode import CrashingSupervisor
@@ -29,6 +33,15 @@ __all__ = ["ingest_agent"]
 log = logging.getLogger(__name__)
 
 
+class Stopping(Protocol):
+    """The worker's stop, as the agent sees it (:class:`streamer.worker.shutdown.Shutdown`):
+    set ``draining`` when no more batches should be taken; ``watch`` the window to wait on."""
+
+    draining: asyncio.Event
+
+    def watch(self, window: InFlightWindow[Any]) -> None: ...
+
+
 def ingest_agent(
     app: faust.App,
     uploads: faust.TopicT,
@@ -39,10 +52,21 @@ def ingest_agent(
     max_in_flight: int,
     metrics: Metrics,
     health: Health,
+    shutdown: Stopping | None = None,
 ) -> None:
+    stopping = shutdown.draining if shutdown is not None else asyncio.Event()
+
     @app.agent(uploads, name="ingest", supervisor_strategy=CrashingSupervisor)
-    async def ingest(stream: faust.StreamT) -> None:
+    async def ingest(agent_stream: faust.StreamT) -> None:
+        # Acks are ours alone, on this stream: when ``noack_take`` below is closed (the worker
+        # stops, or a batch failed) it turns the stream's acks back on, and the stream, still
+        # consumed in the background, would ack every event it then passes, processed or
+        # not, and the next commit would skip them. A ``noack`` stream never turns them on.
+        # (noack and noack_take are on faust's Stream, not on the StreamT the decorator declares)
+        stream = cast(faust.Stream[Any], cast(faust.Stream[Any], agent_stream).noack())
         window: InFlightWindow[IngestReport] = InFlightWindow(max_in_flight)
+        if shutdown is not None:
+            shutdown.watch(window)
 
         async def finish(
             events: Sequence[Any], records: Sequence[Record], token: int, report: IngestReport
@@ -71,9 +95,10 @@ def ingest_agent(
                 },
             )
 
-        # noack_take is on faust's Stream, not on the StreamT protocol the decorator declares.
-        batches = stream.noack_take(take_size, within=take_wait_s)  # type: ignore[attr-defined]
-        async for events in _until_failed(batches, window.failed):
+        batches = stream.noack_take(take_size, within=take_wait_s)
+        async for events in _until(batches, window.failed, stopping):
+            if stopping.is_set():
+                break  # taken while stopping: left unacknowledged, delivered again later
             records = [
                 Record(
                     value=e.value,
@@ -86,24 +111,31 @@ def ingest_agent(
                 for e in events
             ]
             token = health.started()
-            await window.submit(
-                _keys(records),
-                functools.partial(pipeline.process, records),
-                functools.partial(finish, events, records, token),
+            submitted = await _unless(
+                stopping,
+                window.submit(
+                    _keys(records),
+                    functools.partial(pipeline.process, records),
+                    functools.partial(finish, events, records, token),
+                ),
             )
+            if not submitted:
+                health.finished(token)
+                break  # no room before the stop: left unacknowledged, delivered again later
         window.raise_if_failed()
 
 
-async def _until_failed(
-    batches: AsyncIterator[list[Any]], failed: asyncio.Event
-) -> AsyncIterator[list[Any]]:
-    """The batches of the stream, until ``failed`` is set (then the caller raises)."""
+async def _until(
+    batches: AsyncIterator[Sequence[Any]], *events: asyncio.Event
+) -> AsyncIterator[Sequence[Any]]:
+    """The batches of the stream, until one of ``events`` is set: a batch failed (then the
+    caller raises) or the worker is stopping."""
     iterator = batches.__aiter__()
-    stop = asyncio.ensure_future(failed.wait())
+    stops = [asyncio.ensure_future(event.wait()) for event in events]
     try:
         while True:
             following = asyncio.ensure_future(iterator.__anext__())
-            await asyncio.wait({following, stop}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({following, *stops}, return_when=asyncio.FIRST_COMPLETED)
             if not following.done():
                 following.cancel()
                 return
@@ -113,7 +145,26 @@ async def _until_failed(
                 return
             yield batch
     finally:
-        stop.cancel()
+        for stop in stops:
+            stop.cancel()
+
+
+async def _unless(stop: asyncio.Event, work: Awaitable[None]) -> bool:
+    """Await ``work`` unless ``stop`` is set first (then ``work`` is cancelled); returns
+    whether it was done."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+    task.result()
+    return True
 
 
 def _keys(records: Sequence[Record]) -> set[str]:

@@ -115,6 +115,12 @@ class InFlightWindow(Generic[T]):
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         self.raise_if_failed()
 
+    async def idle(self) -> None:
+        """Wait until no batch is in flight; unlike :meth:`drain`, cancelling this wait leaves
+        the batches running, and their errors are not raised here."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
     async def cancel(self) -> None:
         """Stop the batches in flight (their offsets stay unacknowledged)."""
         for task in list(self._tasks):

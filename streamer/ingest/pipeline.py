@@ -1,8 +1,9 @@
 """The ingest path of one micro-batch, independent of Kafka: records in, rows and dead letters out.
 
-    intake ─► deletes (every version's collection)
+    intake ─► deletes (every version's collection, the serving one first)
            └► upserts, per topology:
-                version targets (serving, and during a rollout the candidate and previous)
+                version targets (serving, and during a rollout the candidate and previous;
+                                 retired versions left out)
                 unchanged sources (not even read) ─► fetch (runner: the topology's first stage)
                 per target: change detection ─► the rest of the topology (runner) ─► sink
 
@@ -10,18 +11,40 @@ The stages of a topology run in the :class:`~streamer.runner.runner.Runner`; aro
 module keeps what belongs to the stream: routing, deletes, version targets, dedupe, the sink
 and dead letters. A dependency that is down is retried until it answers, so the caller only
 acknowledges a batch the vector store has acknowledged.
+
+Races with rollout commands (run by other processes while a batch is in flight):
+
+retire    ``rollout retire`` sets the version's tombstone (R1), then drops its collection (R2).
+          A batch reads its versions once, so it may still name the version. Only
+          ``ensure_collection`` creates a collection (upserts, deletes and lookups into a
+          dropped one fail), and each one is followed by a tombstone check; a version whose
+          tombstone is seen, at any check, takes no more writes and its collection is dropped
+          (idempotent). Whichever the order: a check after our create that sees the tombstone
+          drops what we created, and nothing of ours creates afterwards; one that does not see
+          it ran before R1, so R2 comes after our create and drops it. A write into the
+          collection dropped meanwhile fails; it is then checked against the tombstone and
+          passed over, not dead-lettered. Checks also come before the create (so a stale view
+          never creates it at all) and before the upsert (so the rows are not sent to be lost).
+delete    a backfill reads an asset from the serving version (the alias target), writes it to
+          the candidate, then looks at the serving version again and deletes from the
+          candidate what vanished meanwhile. A worker deletes from the serving version first,
+          then from the others. If the backfill's second look comes after our serving delete,
+          it sees the asset gone (it reads its own and everyone's acknowledged writes) and
+          deletes it from the candidate; if it comes before, the backfill's write to the
+          candidate came before too, and our candidate delete, later still, removes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from streamer.core.digests import content_hash, row_digest, source_digest
-from streamer.core.errors import StageError
+from streamer.core.errors import SinkError, StageError, StreamerError
 from streamer.core.messages import DeadLetter
 from streamer.core.retry import retry_blocking
 from streamer.core.stats import Stats
@@ -39,6 +62,7 @@ from streamer.storage.store import VectorStore
 __all__ = ["IngestPipeline", "IngestReport", "Record"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: assets hashed per task of the CPU pool
 _HASH_SLICE = 32
@@ -67,9 +91,12 @@ class IngestPipeline:
         collection_prefix: str = "",
         max_retry_pause_s: float = 30.0,
         versions: Callable[[Topology], Sequence[str]] | None = None,
+        retired: Callable[[Topology, str], bool] | None = None,
     ) -> None:
         """``versions`` says which model versions a topology's rows are written to (serving,
-        and during a rollout the candidate and the previous one); default: the declared one."""
+        and during a rollout the candidate and the previous one); default: the declared one.
+        ``retired`` says whether a version was retired (its collection dropped, never to be
+        written again), however recently; default: none is."""
         self.topologies = {t.name: t for t in topologies}
         self.plans = plans
         self.runner = runner
@@ -79,6 +106,8 @@ class IngestPipeline:
         self.prefix = collection_prefix
         self.max_retry_pause_s = max_retry_pause_s
         self.versions = versions or (lambda topology: [topology.model_version])
+        self.retired = retired or (lambda topology, version: False)
+        self._passed_over: set[tuple[str, str]] = set()  # retired versions logged
         self.changes = ChangeDetector(store, cache, self._io)
         self.sink = Sink(store, self._io)
 
@@ -110,38 +139,86 @@ class IngestPipeline:
         return len(assets)
 
     def _delete_everywhere(self, ids_by_topology: Mapping[str, list[str]]) -> None:
-        """Delete from every version's collection of each topology, and forget the cache."""
-        for name, ids in ids_by_topology.items():
-            for collection in self.store.collections(f"{self.prefix}{name}__"):
-                self.store.delete(collection, ids)
-                self.cache.forget(f"{collection}@{self.store.incarnation(collection)}", ids)
+        """Delete from every version's collection of each topology, and forget the cache.
 
-    async def _target(self, topology: Topology, version: str, *, serving: bool) -> _Target:
-        """The plan and collection of one version (created, and aliased when it serves)."""
+        The serving version (the one a backfill reads from) goes first: see the module's
+        docstring. The collections are listed at the time of the delete, so one made by a
+        rollout started after this worker last read the registry is not missed."""
+        for name, ids in ids_by_topology.items():
+            serving = self.store.alias_target(self.topologies[name].alias(prefix=self.prefix))
+            listed = self.store.collections(f"{self.prefix}{name}__")
+            for collection in sorted(listed, key=lambda c: c != serving):  # stable: serving first
+                try:
+                    self.store.delete(collection, ids)
+                    self.cache.forget(f"{collection}@{self.store.incarnation(collection)}", ids)
+                except SinkError:
+                    if collection in self.store.collections(collection):
+                        raise
+                    # dropped since listed (a version retired): nothing left to delete there
+
+    async def _target(self, topology: Topology, version: str, *, serving: bool) -> _Target | None:
+        """The plan and collection of one version (created, and aliased when it serves); None
+        when the version is retired, before or just after its collection was ensured."""
+        collection = topology.collection_name(version, prefix=self.prefix)
+        if await self._retired(topology, version, collection):
+            return None
         loop = asyncio.get_running_loop()
         # binding may load a model: not on the event loop, nor on a busy model thread
         plan = await loop.run_in_executor(None, self.plans.get, topology, version)
-        collection = topology.collection_name(version, prefix=self.prefix)
-        token = await self._io(
-            "ensure collection",
-            lambda: self.store.ensure_collection(
-                collection,
-                plan.dim,
-                alias=topology.alias(prefix=self.prefix) if serving else None,
-                model_version=version,
-            ),
-        )
+        try:
+            token = await self._io(
+                "ensure collection",
+                lambda: self.store.ensure_collection(
+                    collection,
+                    plan.dim,
+                    alias=topology.alias(prefix=self.prefix) if serving else None,
+                    model_version=version,
+                ),
+            )
+        except SinkError:
+            if await self._retired(topology, version, collection):
+                return None  # dropped while we created or loaded it
+            raise
+        # the check after the create, which the module's docstring argues from
+        if await self._retired(topology, version, collection):
+            return None
         return _Target(version, plan, collection, f"{collection}@{token}")
+
+    async def _retired(self, topology: Topology, version: str, collection: str) -> bool:
+        """Whether ``version`` is retired; if so, its collection is dropped (again: this
+        worker, holding a view from before the retire, may have just created it anew)."""
+        if not await self._io("tombstone lookup", lambda: self.retired(topology, version)):
+            return False
+        await self._io("drop retired", lambda: self.store.discard(collection))
+        if (topology.name, version) not in self._passed_over:
+            self._passed_over.add((topology.name, version))
+            log.info(
+                "not writing to a retired version",
+                extra={"topology": topology.name, "version": version, "collection": collection},
+            )
+        return True
+
+    async def _live_targets(self, topology: Topology) -> list[_Target]:
+        """The targets of the versions the registry names, less those retired. A view that
+        names none alive is older than a promotion and a retire: it is read once more."""
+        for _ in range(2):
+            versions = await self._io("versions", lambda: list(self.versions(topology)))
+            targets = []
+            for version in versions:
+                target = await self._target(topology, version, serving=version == versions[0])
+                if target is not None:
+                    targets.append(target)
+            if targets:
+                return targets
+        raise StreamerError(
+            f"every version {topology.name!r} writes to ({versions}) is retired: roll one out"
+        )
 
     async def _upsert(
         self, topology: Topology, assets: Sequence[Asset], report: IngestReport
     ) -> None:
         loop = asyncio.get_running_loop()
-        versions = await self._io("versions", lambda: list(self.versions(topology)))
-        targets = [
-            await self._target(topology, version, serving=i == 0)
-            for i, version in enumerate(versions)
-        ]
+        targets = await self._live_targets(topology)
         first = targets[0].plan  # versions share the first stage: fetched once for all
 
         # sources unchanged since their rows were stored, in every version: not even read
@@ -180,7 +257,38 @@ class IngestPipeline:
         contents = [content for part, _ in slices for content in part]
         blobs = {digest: data for _, part in slices for digest, data in part.items()}
         for i, target in enumerate(targets):
-            await self._write(topology, target, contents, blobs, report, last=i == len(targets) - 1)
+            last = i == len(targets) - 1
+            await self._write_unless_retired(topology, target, contents, blobs, report, last=last)
+
+    async def _write_unless_retired(
+        self,
+        topology: Topology,
+        target: _Target,
+        contents: Sequence[Content],
+        blobs: dict[str, bytes],
+        report: IngestReport,
+        *,
+        last: bool,
+    ) -> None:
+        """:meth:`_write`, unless the version is retired meanwhile: then what it did counts
+        for nothing (no dead letters, no rows), and its collection is dropped."""
+        own = IngestReport(timings=report.timings)
+        try:
+            written = await self._write(topology, target, contents, blobs, own, last=last)
+        except SinkError:  # a lookup into the collection dropped under us
+            if await self._retired(topology, target.version, target.collection):
+                return
+            raise
+        if not written:
+            return
+        # rows refused because the collection was dropped under the upsert are no dead letters
+        if own.dead_letters and await self._retired(topology, target.version, target.collection):
+            return
+        report.embedded += own.embedded
+        report.skipped += own.skipped
+        report.reused += own.reused
+        report.upserted += own.upserted
+        report.dead_letters += own.dead_letters
 
     async def _write(
         self,
@@ -191,8 +299,9 @@ class IngestPipeline:
         report: IngestReport,
         *,
         last: bool,
-    ) -> None:
-        """Everything after the fetch, for one model version's collection."""
+    ) -> bool:
+        """Everything after the fetch, for one model version's collection; False when the
+        version turned out retired before its rows were sent."""
         started = time.perf_counter()
         changes = await self.changes.classify(target.collection, target.cache_key, contents)
         report.timed("dedupe", started)
@@ -237,6 +346,8 @@ class IngestPipeline:
         rows = [
             row_of(c, v, version=target.version, media_type=topology.media_type) for c, v in written
         ]
+        if rows and await self._retired(topology, target.version, target.collection):
+            return False
         started = time.perf_counter()
         stored = await self.sink.write(target.collection, rows, [c for c, _ in written], report)
         report.timed("sink", started)
@@ -248,6 +359,7 @@ class IngestPipeline:
             key, {c.asset.id: c.source_digest for c in kept if c.source_digest}
         )
         self.cache.remember_content(key, {c.content_hash: c.asset.id for c in stored})
+        return True
 
 
 def _sources(plan: Plan, assets: Sequence[Asset]) -> dict[str, str]:

@@ -5,10 +5,18 @@ start     create the candidate's collection; from then on every ingest and delet
 backfill  re-embed every asset of the serving version from its stored uri or text into the
           candidate, checkpointed in Redis so a restart resumes where the last one stopped
 compare   run sample queries on both versions and report their overlap@k
-promote   point the topology's alias at the candidate (one atomic Milvus call); the old
-          version keeps receiving writes, so a rollback loses nothing
+promote   wait until every live worker holds the candidate warm (their presence records,
+          :mod:`streamer.rollout.presence`), then point the topology's alias at it (one atomic
+          Milvus call); the old version keeps receiving writes, so a rollback loses nothing
 rollback  point the alias back (or abandon a rollout not yet promoted)
-retire    drop a version that no longer serves
+retire    drop a version that no longer serves, leaving a tombstone first, so a worker
+          still naming it in its view of the registry never creates its collection again;
+          ``start`` lifts it (give batches in flight a few seconds before starting a version
+          just retired: one of them may still drop the collection ``start`` made)
+
+A worker's delete during a backfill never leaves the asset in the candidate: the backfill looks
+at the serving version again after each write (reading every acknowledged write) and the worker
+deletes from the serving version first; the argument is in :mod:`streamer.ingest.pipeline`.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -29,6 +38,7 @@ from streamer.core.messages import UploadMessage
 from streamer.core.stats import Stats
 from streamer.ingest.dedupe import DedupeCache
 from streamer.ingest.pipeline import IngestPipeline, Record
+from streamer.rollout.presence import Presence, Readiness
 from streamer.rollout.registry import Registry, RolloutState
 from streamer.runner.operator import Source
 from streamer.runner.plans import Plans
@@ -36,10 +46,13 @@ from streamer.runner.runner import Runner
 from streamer.runner.topology import Topology
 from streamer.storage.store import VectorStore
 
-__all__ = ["BackfillProgress", "RolloutError", "Rollouts"]
+__all__ = ["PROMOTE_WAIT_S", "BackfillProgress", "RolloutError", "Rollouts"]
 
 log = logging.getLogger(__name__)
 SNAPSHOT_CHUNK = 1000
+#: how long ``promote`` waits for every live worker to hold the candidate warm
+PROMOTE_WAIT_S = 120.0
+READY_POLL_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +83,7 @@ class Rollouts:
         self.registry = Registry(
             self.client, self.store, prefix=settings.redis.key_prefix, collection_prefix=self.prefix
         )
+        self.presence = Presence(self.client, prefix=settings.redis.key_prefix)
         if plans is None:
             from streamer.models.loading import plans_for
 
@@ -117,6 +131,9 @@ class Rollouts:
                 f"a rollout of {state.candidate!r} is under way; promote or roll it back first"
             )
         dim = self.plans.get(topology, version).dim
+        # lifted before the create, so that workers' checks after it leave the new collection
+        # be (a batch from before the retire, still in flight, may drop it: wait for those)
+        self.registry.unmark_retired(topology, version)
         self.store.ensure_collection(self.collection(topology, version), dim, model_version=version)
         self.registry.change(topology, state.epoch, candidate=version)
         log.info("rollout started", extra={"topology": name, "candidate": version})
@@ -136,7 +153,20 @@ class Rollouts:
             key = self.registry.checkpoint_key(topology, state.candidate)
             total = self.client.llen(f"{key}:ids")
             backfill = {"done": self.registry.checkpoint(topology, state.candidate), "total": total}
-        return {**asdict(state), "rows": rows, "backfill": backfill}
+        now = time.time()
+        workers = [
+            {
+                "worker": w.worker,
+                "agents": list(w.agents),
+                "warm": list(w.topologies[name]),
+                "loading": list(w.loading.get(name, ())),
+                "failed": dict(w.failed.get(name, {})),
+                "seen_s_ago": round(max(0.0, now - w.ts), 1),
+            }
+            for w in self.presence.live()
+            if w.serves(name)
+        ]
+        return {**asdict(state), "rows": rows, "backfill": backfill, "workers": workers}
 
     # backfill
 
@@ -164,6 +194,7 @@ class Rollouts:
             stats=Stats(self.client, prefix=f"{settings.redis.key_prefix}:backfill"),
             collection_prefix=self.prefix,
             versions=lambda _: [candidate],
+            retired=self.registry.retired,
         )
 
     def backfill(
@@ -188,6 +219,8 @@ class Rollouts:
         report = BackfillProgress(done, total, 0, 0, 0)
 
         def run(ids: list[str]) -> None:
+            if self.registry.retired(topology, candidate):
+                raise RolloutError(f"{candidate!r} was retired during its backfill")
             result = self._backfill_batch(
                 pipeline, topology, serving_collection, candidate_collection, ids
             )
@@ -236,11 +269,15 @@ class Rollouts:
             )
             records.append(Record(upload.to_bytes(), row.id.encode(), "backfill", 0, offset))
         result = asyncio.run(pipeline.process(records))
-        # an asset deleted while this batch was re-embedded must not come back in the
-        # candidate: the delete reached it before our upsert did
+        # An asset deleted while this batch was re-embedded must not come back in the
+        # candidate. Workers delete from the serving version first: if this look (which reads
+        # every acknowledged write) still finds the asset there, their delete from the
+        # candidate is still to come, after our write; if not, it is ours to delete.
         gone = sorted(set(rows) - set(self.store.read_rows(serving_collection, list(rows))))
         if gone:
             self.store.delete(candidate_collection, gone)
+            incarnation = self.store.incarnation(candidate_collection)
+            pipeline.cache.forget(f"{candidate_collection}@{incarnation}", gone)
         for letter in result.dead_letters:
             log.warning("backfill could not re-embed: %s", letter.error_message)
         return {
@@ -296,7 +333,17 @@ class Rollouts:
             "overlap_at_k": round(float(np.mean(overlaps)), 4) if overlaps else None,
         }
 
-    def promote(self, name: str, *, force: bool = False) -> RolloutState:
+    def promote(
+        self,
+        name: str,
+        *,
+        force: bool = False,
+        wait_s: float = PROMOTE_WAIT_S,
+        progress: Callable[[Readiness], None] | None = None,
+    ) -> RolloutState:
+        """Switch the alias to the candidate once every live worker holds it warm, waiting up
+        to ``wait_s`` for them (``progress`` sees each look). ``force`` skips the checks: a
+        candidate lacking assets, workers not ready (named in a warning, not waited for)."""
         topology = self.topology(name)
         state = self.registry.read(topology)
         if not state.candidate:
@@ -309,6 +356,28 @@ class Rollouts:
                 f"the candidate lacks {len(missing)} of {len(serving)} assets: run "
                 f"`rollout backfill {name}` first (or --force)"
             )
+        wait_s = 0.0 if force else wait_s
+        readiness = self.await_warm(name, state.candidate, wait_s=wait_s, progress=progress)
+        if not readiness.live:
+            log.warning(
+                "no live worker reports its models: promoting without knowing they are warm",
+                extra={"topology": name, "candidate": state.candidate},
+            )
+        elif not readiness.done:
+            if not force:
+                raise RolloutError(
+                    f"{readiness.describe()}; waited {wait_s:g}s: look at their logs, wait "
+                    f"longer (--wait) or promote anyway (--force)"
+                )
+            log.warning(
+                "promoting before every live worker holds the candidate warm",
+                extra={"topology": name, "readiness": readiness.describe()},
+            )
+        if self.registry.read(topology) != state:  # a rollback, say, while we waited
+            raise RolloutError(
+                f"the rollout state of {name!r} changed while waiting for the workers; "
+                "run the command again"
+            )
         alias = topology.alias(prefix=self.prefix)
         target = self.collection(topology, state.candidate)
         # a Milvus server shows a backfill's last writes to searches only after its grace time:
@@ -319,6 +388,25 @@ class Rollouts:
         self.registry.change(topology, state.epoch, candidate=None, previous=state.serving)
         log.info("promoted", extra={"topology": name, "serving": state.candidate})
         return self.registry.read(topology)
+
+    def await_warm(
+        self,
+        name: str,
+        version: str,
+        *,
+        wait_s: float,
+        progress: Callable[[Readiness], None] | None = None,
+    ) -> Readiness:
+        """Look at the live workers serving ``name`` until all of them hold ``version`` warm,
+        or ``wait_s`` has passed; the last look (no live worker at all counts as done)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            readiness = self.presence.readiness(name, version)
+            if progress is not None:
+                progress(readiness)
+            if readiness.done or time.monotonic() >= deadline:
+                return readiness
+            time.sleep(min(READY_POLL_S, max(0.0, deadline - time.monotonic())))
 
     def rollback(self, name: str) -> RolloutState:
         topology = self.topology(name)
@@ -341,9 +429,11 @@ class Rollouts:
         changes = {f: None for f in ("candidate", "previous") if getattr(state, f) == version}
         if changes:
             self.registry.change(topology, state.epoch, **changes)
-        collection = self.collection(topology, version)
-        if collection in self.store.collections(collection):
-            self.store.drop(collection)
+        # the tombstone before the drop: a worker that read the registry before the change
+        # above, and creates the collection again, finds it after its create and drops it
+        self.registry.mark_retired(topology, version)
+        self.store.discard(self.collection(topology, version))
+        log.info("retired", extra={"topology": name, "version": version})
         key = self.registry.checkpoint_key(topology, version)
         self.client.delete(f"{key}:ids", f"{key}:done", f"{key}:ids:staging")
         return self.registry.read(topology)

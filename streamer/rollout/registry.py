@@ -5,6 +5,11 @@ so a flushed Redis never sends writes to the wrong collection). Redis holds the 
 candidate being rolled out, the previous version kept for rollback, and an epoch. Every change
 is a compare-and-set on the epoch (a Lua script), so a late writer holding an old view can
 never overwrite a newer state; backfill checkpoints only move forward, by the same means.
+
+A retired version leaves a tombstone (``{prefix}:retired:{topology}:{version}``), set before its
+collection is dropped and kept until ``rollout start`` starts that version again: a worker
+that read the registry before the retire learns from it that the version takes no more writes
+(:mod:`streamer.ingest.pipeline` argues why that closes the race).
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ class Registry:
         self._cas = client.register_script(_CAS)
         self._forward = client.register_script(_FORWARD)
         self._last: dict[str, RolloutState] = {}
+        self._retired: dict[str, bool] = {}  # the last answer per tombstone key
 
     def key(self, topology: Topology) -> str:
         return f"{self.prefix}:registry:{topology.name}"
@@ -124,3 +130,30 @@ class Registry:
         return int(
             self._forward(keys=[f"{self.checkpoint_key(topology, version)}:done"], args=[done])
         )
+
+    # tombstones of retired versions
+
+    def tombstone_key(self, topology: Topology, version: str) -> str:
+        return f"{self.prefix}:retired:{topology.name}:{version}"
+
+    def mark_retired(self, topology: Topology, version: str) -> None:
+        """Leave the tombstone of ``version``: from now on no one writes to it."""
+        self.client.set(self.tombstone_key(topology, version), str(int(time.time() * 1000)))
+
+    def unmark_retired(self, topology: Topology, version: str) -> None:
+        """Remove the tombstone of ``version`` (it is being rolled out again)."""
+        self.client.delete(self.tombstone_key(topology, version))
+
+    def retired(self, topology: Topology, version: str) -> bool:
+        """Whether ``version`` is retired. With Redis unreadable, the last answer seen: a
+        retire sets the tombstone before it drops anything, so none is carried out while Redis
+        is down (one that set it just before is seen once Redis answers again; until then a
+        worker may make the collection anew, which ``rollout retire`` run again drops)."""
+        key = self.tombstone_key(topology, version)
+        try:
+            answer = bool(self.client.exists(key))
+        except redis.RedisError as exc:
+            log.warning("rollout registry unreadable, using the last tombstones seen: %s", exc)
+            return self._retired.get(key, False)
+        self._retired[key] = answer
+        return answer

@@ -1,11 +1,14 @@
 """The plans of one process, one per (topology, model version), bound on first use.
 
 Workers follow rollouts without a restart: a candidate version is bound (its models loaded)
-the first time something is written to it or searched with it. A ``tuner`` may measure each
-model stage's best batch size when it loads (calibration); a pinned size wins over both. A
-model stage that prepares the next one's inputs (``prepares``: a decode stage on the GPU, say)
-is not calibrated: it takes the size of the model stage after it, so one chunk flows through
-both.
+as soon as the worker's warmer sees it in the registry (:mod:`streamer.worker.warmup`), or
+else the first time something is written to it or searched with it. A binding holds up only
+the callers of that version: plans already bound are handed out meanwhile.
+
+A ``tuner`` may measure each model stage's best batch size when it loads (calibration); a
+pinned size wins over both. A model stage that prepares the next one's inputs (``prepares``: a
+decode stage on the GPU, say) is not calibrated: it takes the size of the model stage after
+it, so one chunk flows through both.
 
 With ``buckets`` the model of every stage is wrapped in a
 :class:`~streamer.runner.shapes.ShapedModel` (calls padded up to a few sizes), and ``warm``
@@ -66,13 +69,17 @@ class Plans:
         self._plans: dict[tuple[str, str], Plan] = {}
         self._sizes: dict[tuple[str, str, int], int] = {}
         self._speeds: dict[tuple[str, str, int], float] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the dicts; held for no binding
+        self._binds: dict[tuple[str, str], threading.Lock] = {}
 
     def get(self, topology: Topology, version: str | None = None) -> Plan:
         """The plan of ``version`` (default: the topology's own); binding may load models and
         calibrate them, so call it off the event loop."""
         key = (topology.name, version or topology.model_version)
-        with self._lock:
+        plan = self._plans.get(key)
+        if plan is not None:  # bound: no lock, so no caller waits behind another's binding
+            return plan
+        with self._binding(key):  # one binding per version; others' plans stay at hand
             if key not in self._plans:
                 plan = self._bind(topology, key[1], self.context)
                 if self._tuner is not None and self._pinned is None:
@@ -89,8 +96,13 @@ class Plans:
                 self._shape(plan)
                 if self._warm is not None:
                     self._warm(self, plan)
-                self._plans[key] = plan
+                with self._lock:
+                    self._plans[key] = plan
             return self._plans[key]
+
+    def _binding(self, key: tuple[str, str]) -> threading.Lock:
+        with self._lock:
+            return self._binds.setdefault(key, threading.Lock())
 
     def _shape(self, plan: Plan) -> None:
         """Wrap each model stage's model in its bucketed shapes."""

@@ -40,6 +40,8 @@ __all__ = [
     "read_state",
     "recorded_settings",
     "restart",
+    "start_server",
+    "stop_server",
     "up",
 ]
 
@@ -114,6 +116,10 @@ def _kafka_answers(bootstrap: str) -> bool:
 def milvus_answers(uri: str) -> bool:
     """Whether a Milvus (milvus-lite's server or a real one) at ``uri`` answers a call."""
     from pymilvus import MilvusClient
+
+    from streamer.config.logs import adopt_pymilvus_loggers
+
+    adopt_pymilvus_loggers()
 
     try:
         client = MilvusClient(uri=uri, timeout=3)
@@ -274,15 +280,33 @@ def down(settings: Settings, *, purge: bool = False) -> list[str]:
 def restart(settings: Settings, name: str, *, down_s: float = 0.0) -> ManagedProcess:
     """Stop one server of the running stack and, ``down_s`` later, start it again the same
     way (same port, same data): an outage on purpose, for fault tests and drills."""
+    stop_server(settings, name)
+    time.sleep(down_s)
+    return start_server(settings, name)
+
+
+def _recorded(settings: Settings, name: str) -> tuple[StackState, ManagedProcess]:
     state_dir = settings.stack.state_dir
     state = read_state(state_dir)
     if state is None:
         raise StackError(f"no embedded stack is recorded in {state_dir}")
-    old = next((p for p in state.processes if p.name == name), None)
-    if old is None or not old.argv:
+    process = next((p for p in state.processes if p.name == name), None)
+    if process is None or not process.argv:
         raise StackError(f"the stack has no restartable {name!r} server")
-    stop(old)
-    time.sleep(down_s)
+    return state, process
+
+
+def stop_server(settings: Settings, name: str) -> None:
+    """Stop one server of the running stack (``start_server`` starts it again)."""
+    stop(_recorded(settings, name)[1])
+
+
+def start_server(settings: Settings, name: str) -> ManagedProcess:
+    """Start a server of the stack that ``stop_server`` stopped, the same way (same port, same
+    data; the broker keeps its messages in memory, so it comes back empty)."""
+    state, old = _recorded(settings, name)
+    if old.alive():
+        return old
     new = spawn(name, old.argv, log_dir=Path(old.log).parent, marker=old.marker)
     address = {"kafka": state.kafka_bootstrap, "milvus": state.milvus_uri}.get(name)
     if address is not None:
@@ -290,5 +314,5 @@ def restart(settings: Settings, name: str, *, down_s: float = 0.0) -> ManagedPro
         wait_until(name, lambda: port_open(host, int(port)), timeout_s=60, process=new)
     processes = tuple(new if p.name == name else p for p in state.processes)
     replaced = StackState(**{**asdict(state), "processes": processes})
-    stack_state_file(state_dir).write_text(replaced.to_json())
+    stack_state_file(settings.stack.state_dir).write_text(replaced.to_json())
     return new

@@ -36,8 +36,11 @@ import numpy as np
 import numpy.typing as npt
 from pymilvus import DataType, MilvusClient, MilvusException
 
+from streamer.config.logs import adopt_pymilvus_loggers
 from streamer.config.settings import MilvusSettings
 from streamer.core.errors import SinkError, TransientError
+
+adopt_pymilvus_loggers()  # pymilvus set its loggers up on import, over ours
 
 __all__ = [
     "SearchHit",
@@ -315,6 +318,17 @@ class VectorStore:
         for alias in listed.get("aliases", []):
             self._call("drop_alias", lambda a=alias: client.drop_alias(a))  # type: ignore[misc]
         self._call("drop_collection", lambda: client.drop_collection(name))
+
+    def discard(self, name: str) -> None:
+        """Drop ``name`` if it is there; one dropped meanwhile by someone else is no error."""
+        self._described.pop(name, None)
+        if name not in self.collections(name):
+            return
+        try:
+            self.drop(name)
+        except SinkError:
+            if name in self.collections(name):
+                raise
 
     # rows
 

@@ -23,6 +23,7 @@ from streamer.query.agent import QueryAgent
 from streamer.query.service import SearchService
 from streamer.runner.plans import Plans
 from streamer.runner.topology import Topology
+from streamer.worker.shutdown import Shutdown
 from streamer.worker.sizing import ModelSpeed, PipelineSize, size_pipeline
 from streamer.worker.transport import StreamerApp
 
@@ -86,6 +87,7 @@ def create_app(
     *,
     metrics: Metrics | None = None,
     health: Health | None = None,
+    shutdown: Shutdown | None = None,
 ) -> faust.App:
     """The app with the ingest agent (when ``pipeline`` is given) and the search agent (when
     ``searcher`` is)."""
@@ -148,6 +150,7 @@ def create_app(
             window.in_flight,
             metrics,
             health,
+            shutdown,
         )
     if searcher is not None:
         app.add_dependency(QueryAgent(settings, searcher, metrics=metrics, loop=app.loop))

@@ -10,7 +10,6 @@ import socket
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import faust
 import redis
 
 from streamer.config.connections import redis_client
@@ -31,6 +30,9 @@ from streamer.runner.runner import Runner
 from streamer.runner.topology import Topology
 from streamer.storage.store import VectorStore
 from streamer.worker.app import AGENTS, create_app
+from streamer.worker.process import GracefulWorker, run_until_stopped
+from streamer.worker.shutdown import Shutdown
+from streamer.worker.warmup import Warmer
 
 __all__ = ["build_pipeline", "build_searcher", "model_threads", "run_worker", "worker_name"]
 
@@ -60,7 +62,8 @@ def build_pipeline(
     threads: ModelThreads | None = None,
 ) -> IngestPipeline:
     """The ingest path: fetch and decode on as many threads as the worker has cores, model
-    calls on the ingest lane of the model threads, writes to the versions the registry names."""
+    calls on the ingest lane of the model threads, writes to the versions the registry names
+    (less the retired ones, whose tombstones it reads too)."""
     registry = registry_for(settings, client)
     prefix = settings.redis.key_prefix
 
@@ -87,6 +90,7 @@ def build_pipeline(
         collection_prefix=settings.milvus.collection_prefix,
         max_retry_pause_s=settings.runtime.sink_retry_max_s,
         versions=versions,
+        retired=registry.retired,
     )
 
 
@@ -125,8 +129,9 @@ def build_searcher(
 
 def run_worker(
     settings: Settings, topologies: Sequence[Topology], agents: Sequence[str] = AGENTS
-) -> None:
-    """Block running the agents until SIGINT/SIGTERM."""
+) -> int:
+    """Run the agents until SIGINT/SIGTERM; returns the exit code (see
+    :mod:`streamer.worker.shutdown`)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     configure_logging(settings.runtime.log_level, settings.runtime.log_format)
@@ -142,7 +147,10 @@ def run_worker(
     searcher = build_searcher(settings, topologies, plans, threads) if "search" in agents else None
     if settings.runtime.metrics_port:
         serve(settings.runtime.metrics_port, metrics, health)
-    app = create_app(settings, topologies, pipeline, searcher, metrics=metrics, health=health)
+    shutdown = Shutdown(settings.runtime.shutdown_grace_s)
+    app = create_app(
+        settings, topologies, pipeline, searcher, metrics=metrics, health=health, shutdown=shutdown
+    )
     log.info(
         "worker starting",
         extra={
@@ -150,13 +158,25 @@ def run_worker(
             "milvus": settings.milvus.uri,
             "topologies": [t.name for t in topologies],
             "agents": list(agents),
+            "shutdown_grace_s": shutdown.grace_s,
         },
     )
+    worker = GracefulWorker(
+        app,
+        shutdown=shutdown,
+        health=health,
+        loglevel=settings.runtime.log_level,
+        override_logging=False,
+        quiet=True,
+    )
+    # binds rollout versions before they are asked for, and reports this worker as live
+    registry = registry_for(settings, redis_client(settings.redis))
+    warmer = Warmer(worker_name(settings), agents, topologies, plans, registry)
+    warmer.start()
     try:
-        faust.Worker(
-            app, loglevel=settings.runtime.log_level, override_logging=False, quiet=True
-        ).execute_from_commandline()
+        return run_until_stopped(worker)
     finally:
+        warmer.stop()
         for runner in (p.runner for p in (pipeline, searcher) if p is not None):
             runner.close()
         threads.close()

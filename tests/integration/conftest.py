@@ -11,6 +11,7 @@ Milvus 2.3 standalone with its own etcd, started once when first needed): a modu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -72,15 +73,22 @@ def stack_env(state_dir: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    env = stack_env(tmp_path_factory.mktemp("stack"))
+@contextlib.contextmanager
+def embedded_stack(state_dir: Path) -> Iterator[Settings]:
+    """An embedded stack of its own in ``state_dir``, on free ports; purged afterwards."""
+    env = stack_env(state_dir)
     settings = load_settings(env)
     up(settings)
     try:
         yield load_settings(env)
     finally:
         down(settings, purge=True)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    with embedded_stack(tmp_path_factory.mktemp("stack")) as settings:
+        yield settings
 
 
 @pytest.fixture(scope="session")

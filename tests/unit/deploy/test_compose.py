@@ -25,8 +25,8 @@ from tests.unit.deploy.test_kubernetes import RELEASE
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "docker-compose.yml"
 
-#: stop_grace_period of each worker service: an ingest worker finishes or releases its batch
-WORKERS = {"worker": "90s", "worker-gpu": "90s", "search": "30s"}
+#: stop_grace_period of each worker service: the worker's own grace and 10 s to spare
+WORKERS = {"worker": "30s", "worker-gpu": "30s", "search": "30s"}
 ONE_SHOT = {"topics"}
 #: where each stateful service keeps what a recreate must not lose
 STATE = {
@@ -243,6 +243,8 @@ def test_workers_stop_gracefully_within_limits_on_a_read_only_root(
     for name, grace in WORKERS.items():
         service = services[name]
         assert _seconds(service["stop_grace_period"]) == _seconds(grace), name
+        own = float(service["environment"]["STREAMER_SHUTDOWN_GRACE_S"])
+        assert _seconds(grace) >= own + 10, name  # the worker ends first, with its last line
         limits = service["deploy"]["resources"]["limits"]
         assert float(limits["cpus"]) >= 1, name
         assert re.fullmatch(r"\d+[kmg]b?", str(limits["memory"]).lower()), name

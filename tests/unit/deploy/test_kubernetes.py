@@ -373,10 +373,13 @@ def _port(container: dict[str, Any], port: str | int) -> int:
     return next(p["containerPort"] for p in container["ports"] if p.get("name") == port)
 
 
-@pytest.mark.parametrize(("name", "grace"), [("streamer-ingest", 90), ("streamer-search", 30)])
+@pytest.mark.parametrize(("name", "grace"), [("streamer-ingest", 30), ("streamer-search", 30)])
 def test_workers_probe_a_slow_start_and_have_cpu_limits(name: str, grace: int) -> None:
     spec = _one("Deployment", name).body["spec"]["template"]["spec"]
     assert spec["terminationGracePeriodSeconds"] == grace
+    settings = _one("ConfigMap", "streamer-settings").body["data"]
+    # the worker ends first, with its last line, before the kubelet kills it
+    assert grace >= float(settings["STREAMER_SHUTDOWN_GRACE_S"]) + 10
     (container,) = spec["containers"]
     paths = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
     for probe, path in paths.items():
