@@ -65,6 +65,7 @@ async def publish_raw(
     try:
         await producer.start()
     except KafkaError as exc:
+        await producer.stop()  # its connections and tasks, half started
         raise TransientError("kafka", f"cannot reach {kafka.bootstrap_servers}: {exc}") from exc
     try:
         futures = [await producer.send(topic, key=key, value=value) for key, value in records]

@@ -173,6 +173,7 @@ def run_worker(
     registry = registry_for(settings, redis_client(settings.redis))
     warmer = Warmer(worker_name(settings), agents, topologies, plans, registry)
     warmer.start()
+    shutdown.on_begin(warmer.stop)  # a stopping worker is no longer waited for by `promote`
     try:
         return run_until_stopped(worker)
     finally:

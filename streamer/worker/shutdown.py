@@ -78,6 +78,7 @@ class Shutdown:
         self._code: int | None = None  # set by the last line
         self.left_unfinished = 0  # batches the drain gave up on
         self.phase = "running"  # then: draining, stopping faust
+        self._on_begin: list[Callable[[], Any]] = []
 
     @property
     def stopping(self) -> bool:
@@ -85,6 +86,11 @@ class Shutdown:
 
     def watch(self, window: Drainable) -> None:
         self._windows.append(window)
+
+    def on_begin(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback`` when stopping begins, in a thread of its own (it may block on a
+        server that is gone; nothing waits for it): e.g. withdraw the worker's presence."""
+        self._on_begin.append(callback)
 
     def in_flight(self) -> int:
         return sum(w.in_flight for w in self._windows)
@@ -114,6 +120,8 @@ class Shutdown:
         self._watchdog.daemon = True
         self._watchdog.name = "shutdown-watchdog"
         self._watchdog.start()
+        for callback in self._on_begin:
+            threading.Thread(target=callback, name="shutdown-begin", daemon=True).start()
         return True
 
     async def drain(self) -> bool:

@@ -124,3 +124,18 @@ def test_nothing_to_drain() -> None:
     shutdown.begin("SIGTERM")
     assert asyncio.run(shutdown.drain())
     assert shutdown.left_unfinished == 0
+
+
+def test_callbacks_run_when_stopping_begins_without_holding_it_up() -> None:
+    shutdown = Shutdown(10.0, exit=Exits())
+    called, release = threading.Event(), threading.Event()
+
+    def withdraw() -> None:
+        called.set()
+        release.wait(5)  # a server that is gone: the stop does not wait for it
+
+    shutdown.on_begin(withdraw)
+    assert shutdown.begin("SIGTERM")
+    assert called.wait(5)
+    assert asyncio.run(shutdown.drain())
+    release.set()
