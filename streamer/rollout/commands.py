@@ -135,6 +135,11 @@ class Rollouts:
         # be (a batch from before the retire, still in flight, may drop it: wait for those)
         self.registry.unmark_retired(topology, version)
         self.store.ensure_collection(self.collection(topology, version), dim, model_version=version)
+        if state.candidate != version:
+            # a new rollout of a version rolled back before: its old snapshot and checkpoint
+            # say "done", but the serving version changed since (shadow writes stopped at the
+            # rollback), so the backfill walks everything again (current rows are skipped)
+            self.registry.forget_checkpoint(topology, version)
         self.registry.change(topology, state.epoch, candidate=version)
         log.info("rollout started", extra={"topology": name, "candidate": version})
         return self.registry.read(topology)
@@ -434,6 +439,5 @@ class Rollouts:
         self.registry.mark_retired(topology, version)
         self.store.discard(self.collection(topology, version))
         log.info("retired", extra={"topology": name, "version": version})
-        key = self.registry.checkpoint_key(topology, version)
-        self.client.delete(f"{key}:ids", f"{key}:done", f"{key}:ids:staging")
+        self.registry.forget_checkpoint(topology, version)
         return self.registry.read(topology)

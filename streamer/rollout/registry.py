@@ -125,6 +125,12 @@ class Registry:
         value = self.client.get(f"{self.checkpoint_key(topology, version)}:done")
         return int(value) if value is not None else 0
 
+    def forget_checkpoint(self, topology: Topology, version: str) -> None:
+        """Drop the backfill's snapshot and checkpoint of ``version``: the next backfill lists
+        the serving version anew and walks all of it."""
+        key = self.checkpoint_key(topology, version)
+        self.client.delete(f"{key}:ids", f"{key}:done", f"{key}:ids:staging")
+
     def advance(self, topology: Topology, version: str, done: int) -> int:
         """Move the checkpoint forward to ``done``; never back."""
         return int(
