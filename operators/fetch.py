@@ -25,7 +25,15 @@ from streamer.runner.operator import BoundCpu, CpuOperator, Source
 if TYPE_CHECKING:
     from streamer.runner.context import Context
 
-__all__ = ["Fetch", "Fetcher", "FileFetcher", "context_fetcher", "fetcher_for", "path_to_uri"]
+__all__ = [
+    "Fetch",
+    "FetchVideo",
+    "Fetcher",
+    "FileFetcher",
+    "context_fetcher",
+    "fetcher_for",
+    "path_to_uri",
+]
 
 
 def path_to_uri(path: Path) -> str:
@@ -235,3 +243,15 @@ class Fetch(CpuOperator[Source, bytes]):
 
     def bind(self, context: Context) -> BoundCpu[Source, bytes]:
         return BoundCpu(self, _BoundFetch(context_fetcher(context)))
+
+
+def _video_fetcher_of(context: Context) -> Fetcher:
+    return fetcher_for(context.fetch.model_copy(update={"max_bytes": context.video.max_bytes}))
+
+
+class FetchVideo(Fetch):
+    """:class:`Fetch` with the cap of videos (``STREAMER_VIDEO_MAX_BYTES``) instead of
+    ``STREAMER_FETCH_MAX_BYTES``; every other guard is the same."""
+
+    def bind(self, context: Context) -> BoundCpu[Source, bytes]:
+        return BoundCpu(self, _BoundFetch(context.shared(_video_fetcher_of)))

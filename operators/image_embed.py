@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,9 +22,12 @@ from operators.preprocess import Normalizer
 from operators.timm_model import TimmModel
 from streamer.core.errors import EmbedError
 from streamer.runner.device import autocast, resolve_precision, to_device
-from streamer.runner.operator import VECTOR, LoadedModel, ModelOperator
+from streamer.runner.operator import VECTOR, BoundModel, LoadedModel, ModelOperator
 
-__all__ = ["TimmEmbed", "TimmImageEmbedder"]
+if TYPE_CHECKING:
+    from streamer.runner.context import Context
+
+__all__ = ["TimmEmbed", "TimmImageEmbedder", "shared_embedder"]
 
 
 class TimmImageEmbedder:
@@ -117,6 +120,11 @@ class TimmEmbed(ModelOperator[torch.Tensor, npt.NDArray[np.float32]]):
     model: TimmModel
     layer: str | None = None
 
+    def bind(self, context: Context) -> BoundModel[torch.Tensor, npt.NDArray[np.float32]]:
+        """The model loaded once per context and placement: every stage of the process that
+        embeds with the same weights and layer (photos, video frames) shares it."""
+        return BoundModel(self, shared_embedder(context, self, *self.placement(context)))
+
     def load(self, device: str, precision: str) -> TimmImageEmbedder:
         return TimmImageEmbedder(
             self.model.load(),
@@ -129,3 +137,25 @@ class TimmEmbed(ModelOperator[torch.Tensor, npt.NDArray[np.float32]]):
     def output_dim(self, model: LoadedModel[Any, Any], upstream: int | None) -> int:
         assert isinstance(model, TimmImageEmbedder)
         return model.dim
+
+
+@dataclass(frozen=True)
+class _Loader:
+    """Loads one model at one placement; equal loaders are one key of a context's shared
+    resources, so the model loads once."""
+
+    model: TimmModel
+    layer: str | None
+    device: str
+    precision: str
+
+    def __call__(self, _context: Context) -> TimmImageEmbedder:
+        embed = TimmEmbed(self.model, layer=self.layer)
+        return embed.load(self.device, self.precision)
+
+
+def shared_embedder(
+    context: Context, embed: TimmEmbed, device: str, precision: str
+) -> TimmImageEmbedder:
+    """``embed``'s model at ``device`` and ``precision``, loaded once in ``context``."""
+    return context.shared(_Loader(embed.model, embed.layer, device, precision))

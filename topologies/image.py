@@ -17,7 +17,13 @@ from operators.preprocess import TimmPreprocess
 from operators.timm_model import TimmModel
 from streamer.runner import BatchPolicy, ModelVersion, Topology
 
-__all__ = ["EFFNET_LITE0", "IMAGE", "efficientnet_lite0_weights"]
+__all__ = [
+    "EFFNET_LITE0",
+    "EFFNET_LITE0_B5_SPACE",
+    "EFFNET_LITE0_SPACE",
+    "IMAGE",
+    "efficientnet_lite0_weights",
+]
 
 
 def efficientnet_lite0_weights() -> Path:
@@ -30,6 +36,11 @@ def efficientnet_lite0_weights() -> Path:
 #: the packaged checkpoint names its tensors differently from timm: mapped by order, every
 #: shape checked
 EFFNET_LITE0 = TimmModel("efficientnet_lite0", efficientnet_lite0_weights, map_keys_by_order=True)
+
+#: the embedding spaces of the model's two outputs: the ``video`` topology embeds frames into
+#: them too, so photos and videos search each other
+EFFNET_LITE0_SPACE = "efficientnet_lite0:pre_logits"
+EFFNET_LITE0_B5_SPACE = "efficientnet_lite0:blocks.5"
 
 IMAGE = Topology(
     name="image",
@@ -48,7 +59,9 @@ IMAGE = Topology(
         ModelVersion(
             "effnet-lite0-b5@2",
             {"embed": TimmEmbed(EFFNET_LITE0, layer="blocks.5", batch=BatchPolicy(16, 50))},
+            space=EFFNET_LITE0_B5_SPACE,
         ),
     ),
     metadata_fields=("tenant", "source", "category", "name", "album"),
+    space=EFFNET_LITE0_SPACE,
 )

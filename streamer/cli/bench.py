@@ -1,5 +1,7 @@
 """``streamer bench``: the ingest benchmark; ``bench search`` for the query service, ``bench
-sink`` for the Milvus sink, ``bench promote`` for searches during a rollout's promotion."""
+sink`` for the Milvus sink, ``bench promote`` for searches during a rollout's promotion,
+``bench decode`` for JPEG decoding (Pillow and OpenCV), ``bench produce`` for producers
+(confluent-kafka and aiokafka), ``bench video`` for the video topology."""
 
 from __future__ import annotations
 
@@ -172,5 +174,54 @@ def bench_promote(
         load(), texts=texts, rate_qps=rate_qps, steady_s=steady_s, after_s=after_s,
         window_s=window_s, quiet=as_json,
     )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(figures))
+
+
+@bench.command("decode")
+@click.option("--images", default=48, show_default=True, type=click.IntRange(4))
+@click.option(
+    "--threads",
+    default=None,
+    type=click.IntRange(1),
+    help="The thread count measured beside one thread (default: the cores this process may use).",
+)
+@click.option("--rounds", default=5, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
+def bench_decode(images: int, threads: int | None, rounds: int, as_json: bool) -> None:
+    """JPEG decoding and the model's crop, Pillow beside OpenCV, and their embeddings' cosine
+    to the model's own preprocessing."""
+    from streamer.bench.decode import run_decode_bench
+
+    figures = run_decode_bench(load(), images=images, threads=threads, rounds=rounds, quiet=as_json)
+    if as_json:
+        click.echo(json.dumps(figures))
+
+
+@bench.command("produce")
+@click.option("--messages", default=100_000, show_default=True, type=click.IntRange(100))
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
+def bench_produce(messages: int, rounds: int, as_json: bool) -> None:
+    """Producer throughput: confluent-kafka (streamer's producer) beside aiokafka, one broker."""
+    from streamer.bench.produce import run_produce_bench
+
+    figures = run_produce_bench(load(), messages=messages, rounds=rounds, quiet=as_json)
+    if as_json:
+        click.echo(json.dumps(figures))
+
+
+@bench.command("video")
+@click.option("--videos", default=12, show_default=True, type=click.IntRange(1))
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
+def bench_video(videos: int, rounds: int, as_json: bool) -> None:
+    """Videos through the video topology in this process, beside the image model alone on as
+    many frames."""
+    from rich.console import Console
+
+    from streamer.bench.video import run_video_bench
+
+    figures = run_video_bench(load(), videos=videos, rounds=rounds, console=Console(stderr=as_json))
     if as_json:
         click.echo(json.dumps(figures))

@@ -29,7 +29,8 @@ def produce(
 ) -> None:
     """Publish references to files, folders, globs, URIs, or inline text."""
     from streamer.core.messages import UploadMessage
-    from streamer.ingest.producer import expand_sources, publish, text_upload
+    from streamer.ingest.producer import expand_sources, text_upload, upload_records
+    from streamer.kafka.producer import produce
 
     metadata = dict(pair(m) for m in meta)
     uploads = expand_sources(sources, metadata=metadata) if sources else []
@@ -42,15 +43,18 @@ def produce(
     if not uploads:
         raise click.UsageError("nothing to publish: give paths, URIs, --text or --delete")
     settings = load()
-    sent = asyncio.run(publish(settings.kafka, uploads))
-    click.echo(f"published {sent} message(s) to {settings.kafka.uploads_topic}")
+    topic = settings.kafka.uploads_topic
+    delivered = produce(settings.kafka, upload_records(uploads, topic))
+    click.echo(f"published {delivered} message(s) to {topic}")
 
 
 @click.command()
 @click.argument("text", required=False)
 @click.option("--image", "image", type=click.Path(dir_okay=False), help="Query by this image.")
+@click.option("--video", "video", type=click.Path(dir_okay=False), help="Query by this video.")
 @click.option("--uri", help="Query by a media URI the worker can read.")
-@click.option("--topology", help="Which topology to search (inferred for text and images).")
+@click.option("--topology", help="Which topology to search (default: the query's medium's; "
+              "a photo may search videos and a video photos).")  # fmt: skip
 @click.option("--top-k", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="Metadata filter; repeat a key to accept any of several values.")  # fmt: skip
@@ -61,6 +65,7 @@ def produce(
 def search(
     text: str | None,
     image: str | None,
+    video: str | None,
     uri: str | None,
     topology: str | None,
     top_k: int,
@@ -70,11 +75,11 @@ def search(
     as_json: bool,
     topology_specs: str | None,
 ) -> None:
-    """Search through the query topic: TEXT, --image PATH or --uri URI."""
+    """Search through the query topic: TEXT, --image PATH, --video PATH or --uri URI."""
     from streamer.query.client import SearchClient
 
-    if sum(x is not None for x in (text, image, uri)) != 1:
-        raise click.UsageError("give exactly one of TEXT, --image or --uri")
+    if sum(x is not None for x in (text, image, video, uri)) != 1:
+        raise click.UsageError("give exactly one of TEXT, --image, --video or --uri")
     if topology is not None and topology_specs:
         served(load(topology_specs), [topology])  # a name the worker cannot serve fails here
     wanted: dict[str, Any] = {}
@@ -87,7 +92,7 @@ def search(
         client = SearchClient(settings.kafka, timeout_s=timeout_s or settings.search.timeout_s)
         async with client:
             return await client.search(
-                text, uri=uri, image_path=image, topology=topology, top_k=top_k,
+                text, uri=uri, image_path=image, video_path=video, topology=topology, top_k=top_k,
                 filter=wanted, version=model_version,
             )  # fmt: skip
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 
@@ -78,9 +77,10 @@ def topics() -> None:
 @topics.command("create")
 def topics_create() -> None:
     """Create the missing topics with STREAMER_KAFKA_PARTITIONS partitions (idempotent)."""
-    from streamer.config.topics import ensure_topics, topic_names
+    from streamer.config.topics import create_topics, topic_names
 
     kafka = load().kafka
-    created = asyncio.run(ensure_topics(kafka))
+    report = create_topics(kafka)
     for name in topic_names(kafka):
-        click.echo(f"{name}: {'created' if name in created else 'exists'}")
+        click.echo(f"{name}: {'created' if name in report.created else 'exists'}")
+    click.echo(f"{len(report.created)} created, {len(report.existing)} existed")

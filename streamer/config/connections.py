@@ -12,7 +12,7 @@ from aiokafka.helpers import create_ssl_context
 
 from streamer.config.settings import KafkaSettings, RedisSettings
 
-__all__ = ["faust_credentials", "kafka_options", "redis_client"]
+__all__ = ["faust_credentials", "kafka_options", "rdkafka_config", "redis_client"]
 
 
 def kafka_options(kafka: KafkaSettings) -> dict[str, Any]:
@@ -32,6 +32,26 @@ def kafka_options(kafka: KafkaSettings) -> dict[str, Any]:
             kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
         )
     return options
+
+
+def rdkafka_config(kafka: KafkaSettings) -> dict[str, str]:
+    """The same brokers, protocol and credentials as :func:`kafka_options`, as librdkafka's
+    configuration (confluent-kafka producers and admin clients). Without ``ssl_cafile``, TLS
+    trusts the system's CA bundle, as aiokafka's default context does: ``probe`` has
+    librdkafka look in the usual system locations, whichever OpenSSL it was built with."""
+    config = {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "security.protocol": kafka.security_protocol.lower(),
+    }
+    if "SSL" in kafka.security_protocol:
+        config["ssl.ca.location"] = str(kafka.ssl_cafile) if kafka.ssl_cafile else "probe"
+    if kafka.security_protocol.startswith("SASL"):
+        config["sasl.mechanism"] = kafka.sasl_mechanism
+        if kafka.sasl_username is not None:
+            config["sasl.username"] = kafka.sasl_username
+        if kafka.sasl_password is not None:
+            config["sasl.password"] = kafka.sasl_password.get_secret_value()
+    return config
 
 
 def faust_credentials(kafka: KafkaSettings) -> Any:

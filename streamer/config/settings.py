@@ -37,6 +37,7 @@ __all__ = [
     "SearchSettings",
     "Settings",
     "StackSettings",
+    "VideoSettings",
     "available_cores",
     "load_settings",
     "namespaced",
@@ -264,6 +265,24 @@ class FetchSettings(_Concern):
         return tuple(p.expanduser().resolve() for p in value)
 
 
+class VideoSettings(_Concern):
+    """How videos are fetched, decoded and sampled (the ``video`` topology)."""
+
+    env_prefix = "STREAMER_VIDEO_"
+    max_bytes: int = Field(
+        256 * 1024 * 1024, gt=0, description="largest video fetched (its own cap, not FETCH's)"
+    )
+    max_duration_s: float = Field(3600.0, gt=0, description="longer videos are refused")
+    max_pixels: int = Field(8_294_400, gt=0, description="largest frame (default 3840x2160)")
+    frame_every_s: float = Field(1.0, gt=0, description="one frame sampled every this many s")
+    max_frames: int = Field(
+        32, ge=1, le=1024, description="at most this many frames, spread over a longer video"
+    )
+    decode_timeout_s: float = Field(
+        60.0, gt=0, description="a video not decoded in this time is refused (decoder hangs)"
+    )
+
+
 class SearchSettings(_Concern):
     env_prefix = "STREAMER_SEARCH_"
     window_ms: int = Field(
@@ -366,6 +385,7 @@ class Settings(BaseModel):
     milvus: MilvusSettings = Field(default_factory=MilvusSettings)
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
+    video: VideoSettings = Field(default_factory=VideoSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
@@ -379,6 +399,7 @@ _CONCERNS: dict[str, type[_Concern]] = {
     "milvus": MilvusSettings,
     "batching": BatchingSettings,
     "fetch": FetchSettings,
+    "video": VideoSettings,
     "search": SearchSettings,
     "runtime": RuntimeSettings,
     "stack": StackSettings,

@@ -12,6 +12,7 @@ StreamerError
 ├── QueryError             a search request that cannot be answered (sent back as its error)
 ├── NoAnswer               a search client waited in vain (is a worker running?)
 ├── BatchContractError     an operator returned a different number of results than inputs
+├── DeliveryError          the broker refused a produced message for good (streamer.kafka)
 └── TransientError         a dependency is down (broker, Redis, Milvus): retry, never drop
 """
 

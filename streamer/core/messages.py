@@ -39,6 +39,9 @@ MAX_URI_CHARS = 4096
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".text"})
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".mpeg", ".ts", ".ogv"}
+)
 URI_SCHEMES = frozenset({"file", "http", "https", "s3"})
 
 
@@ -53,6 +56,8 @@ def infer_media_type(uri: str | None, text: str | None) -> MediaType | None:
         return "image"
     if suffix in TEXT_SUFFIXES:
         return "text"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
     return None
 
 

@@ -29,6 +29,7 @@ from streamer.core.errors import StreamerError
 from streamer.core.messages import SearchResult, UploadMessage
 from streamer.core.stats import Stats
 from streamer.demo.samples import TEXT_PAIRS, transformed_copy, write_photos
+from streamer.demo.video import SCENE_S, frame_at, write_videos
 from streamer.ingest.producer import publish_raw
 from streamer.query.client import SearchClient
 from streamer.runner.topology import Topology
@@ -65,6 +66,12 @@ def _uploads(media: Path) -> tuple[list[UploadMessage], list[tuple[bytes | None,
     good += [
         UploadMessage(id=f"text-{i:02d}", text=sentence, metadata={"source": "demo"})
         for i, (sentence, _) in enumerate(TEXT_PAIRS)
+    ]
+    good += [
+        UploadMessage(
+            id=f"video-{name}", uri=path_to_uri(path), metadata={"source": "demo", "name": name}
+        )
+        for name, path in write_videos(media / "videos").items()
     ]
     (media / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     bad: list[tuple[bytes | None, bytes]] = [
@@ -126,11 +133,12 @@ def run_demo(
             settings, store, stats, expected, topologies_by_name, bad_count, worker, console
         )
         media_types = {t.media_type for t in served}
-        image_rows, text_rows = _searches(settings, media, media_types)
+        image_rows, text_rows, video_rows = _searches(settings, media, media_types)
         self_top1 = sum(r[-1] for r in image_rows) / max(1, len(image_rows))
         text_top1 = sum(r[-1] for r in text_rows) / max(1, len(text_rows))
+        video_top1 = sum(r[-1] for r in video_rows) / max(1, len(video_rows))
         counters = stats.read()
-        _print_results(console, image_rows, text_rows, counters)
+        _print_results(console, image_rows, text_rows, video_rows, counters)
         summary = {
             "indexed": indexed,
             "expected": sum(len(ids) for ids in expected.values()),
@@ -138,8 +146,10 @@ def run_demo(
             "dead_letters_expected": bad_count,
             "self_top1": round(self_top1, 4),
             "text_top1": round(text_top1, 4),
+            "video_top1": round(video_top1, 4),
             "image_queries": len(image_rows),
             "text_queries": len(text_rows),
+            "video_queries": len(video_rows),
             "model_calls": counters.get("embedded", 0),
             "search_requests": counters.get("search_requests", 0),
             "search_calls": counters.get("search_calls", 0),
@@ -148,7 +158,7 @@ def run_demo(
         console.print(
             f"[bold]indexed {indexed}/{summary['expected']}[/], dead letters {dead}, "
             f"image self-top1 {self_top1:.0%}, text paraphrase top1 {text_top1:.0%}, "
-            f"{summary['seconds']}s"
+            f"video frame top1 {video_top1:.0%}, {summary['seconds']}s"
         )
         return summary
     finally:
@@ -199,9 +209,9 @@ def _wait_indexed(
 
 def _searches(
     settings: Settings, media: Path, media_types: set[str]
-) -> tuple[list[Row], list[Row]]:
-    """Image-to-image and text-to-text (where a topology serves them), through the query
-    topics like any application."""
+) -> tuple[list[Row], list[Row], list[Row]]:
+    """Image-to-image, text-to-text and frame-to-video (where topologies serve them), through
+    the query topics like any application."""
     queries = media / "queries"
     queries.mkdir(exist_ok=True)
     image_requests: list[tuple[str, str, Path]] = []
@@ -215,16 +225,29 @@ def _searches(
     text_requests = [
         (query, f"text-{i:02d}") for i, (_, query) in enumerate(TEXT_PAIRS) if "text" in media_types
     ]
+    # a frame from the middle of each video's second scene, as a photo: it finds its video
+    video_requests: list[tuple[str, str, Path]] = []
+    for path in sorted((media / "videos").glob("*.mp4")) if "video" in media_types else []:
+        frame = queries / f"{path.stem}-frame.jpg"
+        frame_at(path, 1.5 * SCENE_S).save(frame, "JPEG", quality=85)
+        label = f"{path.name} at {1.5 * SCENE_S:g} s"
+        video_requests.append((label, f"video-{path.stem}", frame))
 
-    async def ask() -> tuple[list[SearchResult], list[SearchResult]]:
+    async def ask() -> tuple[list[SearchResult], list[SearchResult], list[SearchResult]]:
         async with SearchClient(settings.kafka, timeout_s=120) as client:
             images = asyncio.gather(
                 *(client.search(image_path=path, top_k=3) for _, _, path in image_requests)
             )
             texts = asyncio.gather(*(client.search(q, top_k=3) for q, _ in text_requests))
-            return await images, await texts
+            videos = asyncio.gather(
+                *(
+                    client.search(image_path=path, topology="video", top_k=3)
+                    for _, _, path in video_requests
+                )
+            )
+            return await images, await texts, await videos
 
-    image_results, text_results = asyncio.run(ask())
+    image_results, text_results, video_results = asyncio.run(ask())
     image_rows = [
         _row(label, expected, result)
         for (label, expected, _), result in zip(image_requests, image_results, strict=True)
@@ -234,7 +257,11 @@ def _searches(
         _row(query, expected, result, sentences)
         for (query, expected), result in zip(text_requests, text_results, strict=True)
     ]
-    return image_rows, text_rows
+    video_rows = [
+        _row(label, expected, result)
+        for (label, expected, _), result in zip(video_requests, video_results, strict=True)
+    ]
+    return image_rows, text_rows, video_rows
 
 
 def _row(
@@ -250,6 +277,7 @@ def _print_results(
     console: Console,
     image_rows: list[Row],
     text_rows: list[Row],
+    video_rows: list[Row],
     counters: dict[str, int],
 ) -> None:
     images = Table(title="image → image: transformed copies find their original")
@@ -264,4 +292,11 @@ def _print_results(
     for query, hit, score, ok in text_rows:
         texts.add_row(query, hit, f"{score:.3f}", "✓" if ok else "✗")
     console.print(texts)
+    if video_rows:
+        videos = Table(title="image → video: a frame finds the video it came from")
+        for column in ("query (a frame)", "top hit", "score", ""):
+            videos.add_column(column)
+        for label, hit, score, ok in video_rows:
+            videos.add_row(label, hit, f"{score:.3f}", "✓" if ok else "✗")
+        console.print(videos)
     console.print("worker counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))

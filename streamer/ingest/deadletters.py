@@ -1,7 +1,8 @@
 """``streamer dlq``: read the dead letters, and replay them to where they came from.
 
 Replaying re-publishes each original value, untouched, to its ``x-source-topic`` with its
-key and its ``x-attempts`` count, so a letter that fails again comes back counted. Replays
+key and its ``x-attempts`` count, so a letter that fails again comes back counted; it goes
+through streamer's idempotent producer (:mod:`streamer.kafka.producer`). Replays
 advance a consumer group of their own (``<app_id>-dlq-replay``): each letter is replayed once,
 unless ``--from-beginning`` asks for all of them again.
 """
@@ -11,11 +12,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
 from streamer.config.connections import kafka_options
 from streamer.config.settings import KafkaSettings
+from streamer.kafka.producer import Record, produce
 
 __all__ = ["Letter", "list_letters", "replay_letters"]
 
@@ -86,9 +88,7 @@ async def replay_letters(
         session_timeout_ms=int(kafka.session_timeout_s * 1000),
         heartbeat_interval_ms=int(kafka.heartbeat_interval_s * 1000),
     )
-    producer = AIOKafkaProducer(**kafka_options(kafka), acks="all")
     await consumer.start()
-    await producer.start()
     try:
         if from_beginning:
             await _wait_assigned(consumer)
@@ -100,21 +100,22 @@ async def replay_letters(
         ]
         if dry_run:
             return letters
-        deliveries = [
-            await producer.send(
-                letter.headers.get("x-source-topic") or kafka.uploads_topic,
-                key=letter.key,
-                value=letter.value,
-                headers=[("x-attempts", letter.headers.get("x-attempts", "1").encode())],
-            )
-            for letter in letters
-        ]
-        await asyncio.gather(*deliveries)
+        if letters:  # raises unless every replay was delivered
+            await asyncio.to_thread(produce, kafka, [_replay(kafka, letter) for letter in letters])
         await consumer.commit()  # only after every replay is on the broker
         return letters
     finally:
-        await producer.stop()
         await consumer.stop()
+
+
+def _replay(kafka: KafkaSettings, letter: Letter) -> Record:
+    """The letter's original message, back to its source topic, its attempts counted."""
+    return Record(
+        letter.headers.get("x-source-topic") or kafka.uploads_topic,
+        letter.value,
+        key=letter.key,
+        headers=[("x-attempts", letter.headers.get("x-attempts", "1").encode())],
+    )
 
 
 async def _wait_assigned(consumer: AIOKafkaConsumer, timeout_s: float = 30.0) -> None:

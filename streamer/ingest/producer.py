@@ -1,22 +1,25 @@
-"""Publish media references on ``media.uploads``: files, folders, globs, URIs and inline text."""
+"""Publish media references on ``media.uploads``: files, folders, globs, URIs and inline text.
+
+Messages go through streamer's confluent-kafka producer (:mod:`streamer.kafka.producer`):
+idempotent, acknowledged by every in-sync replica, each delivery confirmed. ``publish`` and
+``publish_raw`` are coroutines for async callers; they run the producer in a thread."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import asyncio
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from streamer.config.connections import kafka_options
 from streamer.config.settings import KafkaSettings
 from streamer.core.digests import asset_id_for, text_id
-from streamer.core.errors import StreamerError, TransientError
+from streamer.core.errors import StreamerError
 from streamer.core.messages import UploadMessage
+from streamer.kafka.producer import Record, produce
 from streamer.runner.local import expand_inputs
 
-__all__ = ["expand_sources", "publish", "publish_raw", "text_upload"]
+__all__ = ["expand_sources", "publish", "publish_raw", "text_upload", "upload_records"]
 
 
 def text_upload(
@@ -44,33 +47,23 @@ def expand_sources(
     return uploads
 
 
+def upload_records(uploads: Iterable[UploadMessage], topic: str) -> Iterator[Record]:
+    """The messages of ``uploads`` on ``topic``, each keyed by its asset id."""
+    return (Record(topic, u.to_bytes(), key=u.id.encode()) for u in uploads)
+
+
 async def publish(
     kafka: KafkaSettings, uploads: Iterable[UploadMessage], *, topic: str | None = None
 ) -> int:
-    """Send every upload keyed by its id and wait until the broker has them all."""
-    records = ((u.id.encode(), u.to_bytes()) for u in uploads)
-    return await publish_raw(kafka, records, topic=topic or kafka.uploads_topic)
+    """Send every upload keyed by its id and wait until the broker has them all; returns how
+    many were delivered (all, or it raises: see :mod:`streamer.kafka.producer`)."""
+    records = upload_records(uploads, topic or kafka.uploads_topic)
+    return await asyncio.to_thread(produce, kafka, records)
 
 
 async def publish_raw(
     kafka: KafkaSettings, records: Iterable[tuple[bytes | None, bytes]], *, topic: str
 ) -> int:
     """Send (key, value) records as they are; used for replays and for testing bad input."""
-    producer = AIOKafkaProducer(
-        **kafka_options(kafka),
-        acks="all",
-        linger_ms=5,
-        request_timeout_ms=15_000,
-    )
-    try:
-        await producer.start()
-    except KafkaError as exc:
-        await producer.stop()  # its connections and tasks, half started
-        raise TransientError("kafka", f"cannot reach {kafka.bootstrap_servers}: {exc}") from exc
-    try:
-        futures = [await producer.send(topic, key=key, value=value) for key, value in records]
-        for future in futures:
-            await future
-        return len(futures)
-    finally:
-        await producer.stop()
+    messages = (Record(topic, value, key=key) for key, value in records)
+    return await asyncio.to_thread(produce, kafka, messages)

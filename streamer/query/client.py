@@ -122,6 +122,7 @@ class SearchClient:
         *,
         uri: str | None = None,
         image_path: str | Path | None = None,
+        video_path: str | Path | None = None,
         vector: Sequence[float] | None = None,
         topology: str | None = None,
         top_k: int = 10,
@@ -129,9 +130,11 @@ class SearchClient:
         version: str | None = None,
         timeout_s: float | None = None,
     ) -> SearchResult:
-        """Send one request and wait for its answer (whose ``error`` may be set)."""
-        if image_path is not None:
-            uri = Path(image_path).expanduser().resolve().as_uri()
+        """Send one request and wait for its answer (whose ``error`` may be set). A photo or a
+        video may search the other medium's topology (``topology``) when they share a space."""
+        local = image_path if image_path is not None else video_path
+        if local is not None:
+            uri = Path(local).expanduser().resolve().as_uri()
         request = SearchRequest(
             request_id=uuid.uuid4().hex,
             text=text,

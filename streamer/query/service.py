@@ -16,6 +16,7 @@ round trips, and they were milliseconds of every answer.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -88,6 +89,10 @@ class _Query:
     hits: list[Hit] = field(default_factory=list)
     search_started_ms: float | None = None
     search_ended_ms: float | None = None
+    #: the topology and version that embed the query: the searched ones, or for a query of
+    #: another medium (a photo searching videos), a topology of that medium in the same space
+    embedder: Topology | None = None
+    embed_version: str | None = None
 
     @property
     def key(self) -> _Key:
@@ -306,12 +311,18 @@ class SearchService:
                     f"version {query.version!r} of {topology.name!r} is not declared by this "
                     f"worker's topology ({list(topology.versions())}); send a vector instead"
                 )
+            elif query.vector is None:
+                try:
+                    query.embedder, query.embed_version = self._embedder(query)
+                except QueryError as exc:
+                    failed[query.index] = str(exc)
         live = [q for q in queries if q.index not in failed]
 
         by_model: dict[tuple[str, str], list[_Query]] = {}
         for query in live:
-            if query.vector is None:
-                by_model.setdefault((query.topology.name, query.version), []).append(query)
+            if query.vector is None and query.embedder is not None:
+                embedded_by = (query.embedder.name, query.embed_version or query.version)
+                by_model.setdefault(embedded_by, []).append(query)
         for group in by_model.values():
             failed.update(await self._embed(group))
 
@@ -323,7 +334,8 @@ class SearchService:
             if query.version in query.topology.versions():
                 model = (query.topology.name, query.version)
                 if model not in dims:  # one executor hop per model, not per query
-                    dims[model] = (await loop.run_in_executor(None, self._plan, query)).dim
+                    searched = functools.partial(self.plans.get, query.topology, query.version)
+                    dims[model] = (await loop.run_in_executor(None, searched)).dim
                 if query.vector.size != dims[model]:
                     failed[query.index] = (
                         f"vector must have {dims[model]} dimensions, not {query.vector.size}"
@@ -357,8 +369,33 @@ class SearchService:
         return _Target(collection, model_version)
 
     def _plan(self, query: _Query) -> Plan:
-        """The plan of the version that answers (bound on first use after a promotion)."""
+        """The plan that embeds the query: that of the version that answers, or of the
+        topology of the query's medium in the same space (bound on first use)."""
+        if query.embedder is not None:
+            return self.plans.get(query.embedder, query.embed_version)
         return self.plans.get(query.topology, query.version)
+
+    def _embedder(self, query: _Query) -> tuple[Topology, str]:
+        """Which topology and version embed ``query``: the searched ones, unless the query is
+        of another medium; then one of that medium's topologies whose version shares the
+        searched version's embedding space."""
+        topology = query.topology
+        kind = infer_media_type(query.request.uri, query.request.text)
+        if kind is None or kind == topology.media_type:
+            return topology, query.version
+        space = topology.space_of(query.version)
+        if space is not None:
+            for other in self.topologies.values():
+                if other.media_type != kind:
+                    continue
+                for version in other.versions():
+                    if other.space_of(version) == space:
+                        return other, version
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise QueryError(
+            f"{article} {kind} query cannot search {topology.name!r} ({query.version}): no {kind} "
+            f"topology served here embeds into its space ({space or 'its own'})"
+        )
 
     async def _embed(self, group: list[_Query]) -> dict[int, str]:
         """Run one version's queries through its plan; returns the errors by query index."""

@@ -24,7 +24,7 @@ import numpy as np
 from streamer.config.settings import Settings, load_settings
 from streamer.core.digests import asset_id_for, content_hash, text_id
 from streamer.core.errors import ConfigError, InvalidMessage, StageError
-from streamer.core.messages import IMAGE_SUFFIXES, TEXT_SUFFIXES, infer_media_type
+from streamer.core.messages import IMAGE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, infer_media_type
 from streamer.runner.context import Context
 from streamer.runner.operator import Source, Vector
 from streamer.runner.plan import Plan
@@ -113,6 +113,10 @@ def _source_id(source: Source) -> str:
     return asset_id_for(source.uri) if source.uri is not None else text_id(source.text or "")
 
 
+#: the files a folder expands to when no topology is named
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | TEXT_SUFFIXES | VIDEO_SUFFIXES
+
+
 def files_under(folder: Path, suffixes: frozenset[str] | None) -> list[Path]:
     """Regular files under ``folder`` (recursively), with one of ``suffixes`` when given."""
     return sorted(
@@ -124,13 +128,13 @@ def files_under(folder: Path, suffixes: frozenset[str] | None) -> list[Path]:
 
 def _suffixes(media_type: str) -> frozenset[str] | None:
     """The file suffixes of a media type (``None``: any file, for a medium of the user's)."""
-    return {"image": IMAGE_SUFFIXES, "text": TEXT_SUFFIXES}.get(media_type)
+    return {"image": IMAGE_SUFFIXES, "text": TEXT_SUFFIXES, "video": VIDEO_SUFFIXES}.get(media_type)
 
 
 def expand_inputs(
     inputs: Sequence[str | Path | Source],
     *,
-    suffixes: frozenset[str] | None = IMAGE_SUFFIXES | TEXT_SUFFIXES,
+    suffixes: frozenset[str] | None = MEDIA_SUFFIXES,
 ) -> list[Source]:
     """Sources for files, folders (their files with one of ``suffixes``; ``None``: every
     file), globs, URIs and :class:`Source` items, in a stable order without repeats."""
@@ -264,7 +268,7 @@ def run_local(
     started = time.perf_counter()
     settings = with_local_roots(settings or load_settings(use_stack=False), inputs)
     named = [t for t in topologies if t.name == topology]
-    suffixes = _suffixes(named[0].media_type) if named else IMAGE_SUFFIXES | TEXT_SUFFIXES
+    suffixes = _suffixes(named[0].media_type) if named else MEDIA_SUFFIXES
     sources = expand_inputs(inputs, suffixes=suffixes) + [Source(text=t) for t in texts]
     routes = route(sources, topologies, topology)
     plans = plans or Plans(

@@ -201,6 +201,10 @@ class ModelOperator(Operator[In, Out]):
     #: GPU, say): not calibrated on its own (it takes that stage's batch size), and run on the
     #: device's prepare thread, so one batch is prepared while the model embeds another
     prepares: ClassVar[bool] = False
+    #: whether its best batch size is measured when it loads (a stage whose model calls are
+    #: sized by another stage's, e.g. video frames chunked like the photo model's batches, is
+    #: not)
+    calibrates: ClassVar[bool] = True
 
     batch: BatchPolicy = field(default_factory=BatchPolicy)
     device: Device = "auto"
@@ -213,6 +217,13 @@ class ModelOperator(Operator[In, Out]):
             raise ConfigError(
                 f"{self.name}: precision must be auto, fp32, bf16 or fp16, not {self.precision!r}"
             )
+
+    def sized_like(self) -> ModelOperator[Any, Any] | None:
+        """The model stage whose model this one calls, when its calls should take that
+        stage's batch size (calibrated, pinned or declared) as it runs in a plan bound before:
+        the video frames stage calls the photo stage's model, the photos' batch size at a
+        time. Its loaded model then gets the size through ``follow_batch_size(size)``."""
+        return None
 
     @abstractmethod
     def load(self, device: str, precision: str) -> LoadedModel[In, Out]:
@@ -232,12 +243,17 @@ class ModelOperator(Operator[In, Out]):
         shown = ", ".join(f"{k}={_stable(v)}" for k, v in fields.items())
         return f"{type(self).__module__}.{type(self).__qualname__}({shown})"
 
-    def bind(self, context: Context) -> BoundModel[In, Out]:
+    def placement(self, context: Context) -> tuple[str, str]:
+        """The device and precision this stage runs at in ``context`` (its declaration, unless
+        the process asks for another)."""
         from streamer.runner.device import resolve_device, resolve_precision
 
         device = resolve_device(self.device if context.device == "auto" else context.device)
         wanted = self.precision if context.precision == "auto" else context.precision
-        return BoundModel(self, self.load(device, resolve_precision(wanted, device)))
+        return device, resolve_precision(wanted, device)
+
+    def bind(self, context: Context) -> BoundModel[In, Out]:
+        return BoundModel(self, self.load(*self.placement(context)))
 
 
 def _stable(value: Any) -> str:

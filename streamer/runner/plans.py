@@ -84,7 +84,7 @@ class Plans:
                 plan = self._bind(topology, key[1], self.context)
                 if self._tuner is not None and self._pinned is None:
                     for stage in plan.models:
-                        if _prepares(stage):
+                        if not _measured(stage):
                             continue
                         tuned = self._tuner(plan, stage)
                         if isinstance(tuned, int):
@@ -93,6 +93,7 @@ class Plans:
                             self._sizes[(*key, stage.index)] = tuned.batch_size
                             if tuned.items_per_s is not None:
                                 self._speeds[(*key, stage.index)] = tuned.items_per_s
+                self._follow(plan)
                 self._shape(plan)
                 if self._warm is not None:
                     self._warm(self, plan)
@@ -103,6 +104,27 @@ class Plans:
     def _binding(self, key: tuple[str, str]) -> threading.Lock:
         with self._lock:
             return self._binds.setdefault(key, threading.Lock())
+
+    def _follow(self, plan: Plan) -> None:
+        """Give each model stage that calls another stage's model (``sized_like``) that
+        stage's batch size, from the first bound plan that runs it."""
+        for stage in plan.models:
+            assert stage.model is not None
+            like = stage.model.operator.sized_like()
+            if like is None:
+                continue
+            size = self._pinned
+            for other in self.loaded().values():
+                if size is not None:
+                    break
+                size = next(
+                    (self.batch_size(other, s) for s in other.models
+                     if s.model is not None and s.model.operator == like),
+                    None,
+                )  # fmt: skip
+            follow = getattr(stage.model.model, "follow_batch_size", None)
+            if size is not None and follow is not None:
+                follow(size)
 
     def _shape(self, plan: Plan) -> None:
         """Wrap each model stage's model in its bucketed shapes."""
@@ -156,3 +178,9 @@ def _prepares(stage: Stage) -> bool:
     """Whether a model stage prepares the next one's inputs (its size is not measured)."""
     assert stage.model is not None
     return stage.model.operator.prepares
+
+
+def _measured(stage: Stage) -> bool:
+    """Whether a model stage's batch size is calibrated."""
+    assert stage.model is not None
+    return stage.model.operator.calibrates and not stage.model.operator.prepares

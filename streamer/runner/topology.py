@@ -50,10 +50,12 @@ Stages = tuple[Operator[Any, Any], ...]
 @dataclass(frozen=True, eq=False)
 class ModelVersion:
     """Another version a topology can be rolled out to: the same chain with some stages
-    replaced, by name (e.g. ``{"embed": Embed(EFFNET, layer="blocks.5")}``)."""
+    replaced, by name (e.g. ``{"embed": Embed(EFFNET, layer="blocks.5")}``). ``space``: see
+    :attr:`Topology.space`."""
 
     version: str
     replace: Mapping[str, Operator[Any, Any]]
+    space: str | None = None
 
 
 def _type_name(kind: type) -> str:
@@ -123,6 +125,10 @@ class Topology:
     model_version: str
     alternatives: tuple[ModelVersion, ...] = ()
     metadata_fields: tuple[str, ...] = ("tenant", "source", "category")
+    #: the embedding space of ``model_version``'s vectors, when other topologies share it (the
+    #: ``image`` and ``video`` topologies embed photos and frames with one model): a query of
+    #: one medium may then search another's collection, embedded by its own topology
+    space: str | None = None
     _by_version: dict[str, Stages] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -168,6 +174,13 @@ class Topology:
     def versions(self) -> list[str]:
         """Every declared model version, the default first."""
         return list(self._by_version)
+
+    def space_of(self, version: str | None = None) -> str | None:
+        """The embedding space of a model version's vectors (``None``: its own alone)."""
+        version = version or self.model_version
+        if version == self.model_version:
+            return self.space
+        return next((a.space for a in self.alternatives if a.version == version), None)
 
     def stages_for(self, version: str | None = None) -> Stages:
         """The chain of one model version (default: the topology's own)."""

@@ -188,9 +188,9 @@ class Scenario:
         asyncio.run(ensure_topics(self.settings.kafka))
 
     def collection(self, topology: str) -> str:
-        from topologies import IMAGE, TEXT
+        from topologies import DEFAULT_TOPOLOGIES
 
-        chosen = IMAGE if topology == "image" else TEXT
+        chosen = next(t for t in DEFAULT_TOPOLOGIES if t.name == topology)
         return chosen.collection_name(prefix=self.settings.milvus.collection_prefix)
 
     def count(self, topology: str) -> int:

@@ -37,7 +37,7 @@ def test_the_default_is_the_built_in_topologies() -> None:
 
 def test_beside_or_instead_of_the_built_in_ones(user_module: Path) -> None:
     beside = load_topologies(["topologies:DEFAULT_TOPOLOGIES", "my_pipelines:SHAPES"])
-    assert [t.name for t in beside] == ["image", "text", "shapes"]
+    assert [t.name for t in beside] == ["image", "text", "video", "shapes"]
     instead = load_topologies(["my_pipelines:BOTH", "topologies:TEXT"])
     assert [t.name for t in instead] == ["one", "two", "text"]
     by_path = load_topologies([f"{user_module}:SHAPES"])
