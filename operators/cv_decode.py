@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from operators.decode import ImageDecoder
+from operators.image_decoder import ImageDecoder
 
 __all__ = ["CvImageDecoder", "jpeg_reduction"]
 

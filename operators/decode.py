@@ -12,14 +12,12 @@ there instead (:meth:`DecodeImage.on_device`, :mod:`operators.device_decode`).
 
 from __future__ import annotations
 
-import math
-import warnings
 from dataclasses import dataclass
-from io import BytesIO
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from operators.image_decoder import IMAGE_FORMATS, ImageDecoder
 from streamer.core.errors import ConfigError, DecodeError
 from streamer.runner.operator import BoundCpu, CpuOperator, Operator
 
@@ -38,7 +36,6 @@ __all__ = [
     "TextDecoder",
 ]
 
-IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 #: who decodes JPEGs: Pillow, OpenCV, or ``auto`` (:data:`AUTO_JPEG_BACKEND`); other formats
 #: are always Pillow's
@@ -48,59 +45,6 @@ DecodeBackend = Literal["auto", "pil", "opencv"]
 #: pixels and release the GIL while they decode. OpenCV ran at 0.94-1.02x Pillow's rate on one
 #: thread, 0.99-1.09x on two, for the same CPU time a photo: not faster, so Pillow stays
 AUTO_JPEG_BACKEND: Literal["pil", "opencv"] = "pil"
-
-
-class ImageDecoder:
-    """Bytes to an RGB :class:`PIL.Image.Image`, with a format allowlist and a pixel cap.
-
-    ``min_side`` is the shortest side the model's transform needs; JPEG decoding may scale the
-    photo down, never below it. ``None`` decodes at full size.
-    """
-
-    def __init__(self, *, max_pixels: int, min_side: int | None = None) -> None:
-        self.max_pixels = max_pixels
-        self.min_side = min_side
-
-    def open(self, data: bytes) -> Image.Image:
-        """The image read as far as its header: format, size, mode and EXIF are known, no
-        pixel is decoded. Empty bytes, what is not an image of :data:`IMAGE_FORMATS` and more
-        pixels than the cap are a :class:`DecodeError`."""
-        if not data:
-            raise DecodeError("empty image file")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image = Image.open(BytesIO(data), formats=IMAGE_FORMATS)
-        except UnidentifiedImageError as exc:
-            raise DecodeError(f"not an image of {', '.join(IMAGE_FORMATS)}") from exc
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise DecodeError(f"corrupt or truncated image: {exc}") from exc
-        except Image.DecompressionBombWarning as exc:
-            raise DecodeError(f"image too large: {exc}") from exc
-        width, height = image.size
-        if width * height > self.max_pixels:
-            raise DecodeError(
-                f"{width}x{height} image has {width * height} pixels, over {self.max_pixels}"
-            )
-        return image
-
-    def decode(self, data: bytes) -> Image.Image:
-        return self.decode_opened(self.open(data))
-
-    def decode_opened(self, image: Image.Image) -> Image.Image:
-        """What :meth:`open` read, decoded: at reduced size for a large JPEG, upright, RGB."""
-        try:
-            width, height = image.size
-            if image.format == "JPEG" and self.min_side:
-                scale = self.min_side / min(width, height)
-                if scale < 0.5:
-                    image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
-            upright = ImageOps.exif_transpose(image) or image
-            rgb = upright.convert("RGB")
-            rgb.load()
-            return rgb
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise DecodeError(f"corrupt or truncated image: {exc}") from exc
 
 
 class TextDecoder:

@@ -58,10 +58,10 @@ from streamer.config.settings import (
     namespaced,
     settings_env,
 )
-from streamer.config.topics import ensure_topics
 from streamer.core.errors import ConfigError, StageError
 from streamer.core.messages import UploadMessage
 from streamer.ingest.producer import publish
+from streamer.kafka.topics import ensure_topics
 from streamer.models.calibration import (
     Calibration,
     CalibrationCache,

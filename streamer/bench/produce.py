@@ -32,11 +32,11 @@ from rich.table import Table
 
 from streamer.config.connections import kafka_options
 from streamer.config.settings import KafkaSettings, Settings
-from streamer.config.topics import topic_configs
 from streamer.core.errors import StreamerError
 from streamer.core.messages import UploadMessage
 from streamer.kafka.admin import create_missing_topics, delete_topics
 from streamer.kafka.producer import Producer
+from streamer.kafka.topics import topic_configs
 from streamer.stack.embedded import down as stack_down
 from streamer.stack.embedded import recorded_settings
 from streamer.stack.embedded import up as stack_up

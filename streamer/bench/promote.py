@@ -37,10 +37,10 @@ from rich.table import Table
 from streamer.bench.stats import percentile_ms
 from streamer.config.connections import kafka_options, redis_client
 from streamer.config.settings import KafkaSettings, Settings, namespaced, settings_env
-from streamer.config.topics import ensure_topics
 from streamer.core.errors import NoAnswer, StreamerError
 from streamer.core.messages import UploadMessage
 from streamer.ingest.producer import publish
+from streamer.kafka.topics import ensure_topics
 from streamer.query.client import SearchClient
 from streamer.stack.embedded import down as stack_down
 from streamer.stack.embedded import recorded_settings

@@ -77,7 +77,7 @@ def topics() -> None:
 @topics.command("create")
 def topics_create() -> None:
     """Create the missing topics with STREAMER_KAFKA_PARTITIONS partitions (idempotent)."""
-    from streamer.config.topics import create_topics, topic_names
+    from streamer.kafka.topics import create_topics, topic_names
 
     kafka = load().kafka
     report = create_topics(kafka)

@@ -24,13 +24,13 @@ from rich.table import Table
 from operators.fetch import path_to_uri
 from streamer.config.connections import redis_client
 from streamer.config.settings import Settings, namespaced, settings_env
-from streamer.config.topics import ensure_topics
 from streamer.core.errors import StreamerError
 from streamer.core.messages import SearchResult, UploadMessage
 from streamer.core.stats import Stats
 from streamer.demo.samples import TEXT_PAIRS, transformed_copy, write_photos
 from streamer.demo.video import SCENE_S, frame_at, write_videos
 from streamer.ingest.producer import publish_raw
+from streamer.kafka.topics import ensure_topics
 from streamer.query.client import SearchClient
 from streamer.runner.topology import Topology
 from streamer.stack.embedded import down as stack_down

@@ -247,7 +247,7 @@ def up(settings: Settings, *, timeout_s: float = 60.0) -> tuple[StackState, bool
             started_at=time.time(),
         )
         stack_state_file(state_dir).write_text(state.to_json())
-        from streamer.config.topics import ensure_topics
+        from streamer.kafka.topics import ensure_topics
 
         kafka_settings = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})
         asyncio.run(ensure_topics(kafka_settings))

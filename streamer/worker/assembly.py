@@ -15,11 +15,11 @@ import redis
 from streamer.config.connections import redis_client
 from streamer.config.logs import configure_logging
 from streamer.config.settings import Settings
-from streamer.config.topics import ensure_topics
 from streamer.core.metrics import Health, Metrics, serve
 from streamer.core.stats import Stats
 from streamer.ingest.dedupe import DedupeCache
 from streamer.ingest.pipeline import IngestPipeline
+from streamer.kafka.topics import ensure_topics
 from streamer.models.loading import load_plans
 from streamer.query.service import SearchService
 from streamer.rollout.registry import Registry

@@ -31,9 +31,9 @@ from streamer.config.settings import (
     namespaced,
     settings_env,
 )
-from streamer.config.topics import ensure_topics
 from streamer.core.errors import TransientError
 from streamer.core.stats import Stats
+from streamer.kafka.topics import ensure_topics
 from streamer.stack.embedded import down, milvus_answers, up
 from streamer.stack.processes import free_port, start_worker, terminate
 from streamer.storage.store import VectorStore

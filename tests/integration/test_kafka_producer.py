@@ -16,11 +16,11 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from streamer.config.settings import KafkaSettings, Settings, namespaced, settings_env
-from streamer.config.topics import create_topics, topic_names
 from streamer.ingest.deadletters import replay_letters
 from streamer.ingest.producer import publish_raw
 from streamer.kafka.admin import delete_topics
 from streamer.kafka.producer import DeliveryError, Producer, Record, produce
+from streamer.kafka.topics import create_topics, topic_names
 
 pytestmark = pytest.mark.integration
 

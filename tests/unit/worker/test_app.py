@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from streamer.config.settings import load_settings
-from streamer.config.topics import topic_configs
 from streamer.core.errors import ConfigError
+from streamer.kafka.topics import topic_configs
 from streamer.worker.app import faust_app_id, faust_datadir
 
 
