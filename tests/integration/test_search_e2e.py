@@ -163,7 +163,7 @@ async def _answers_on_topic(settings: Settings, wanted: set[str]) -> Counter[str
 def test_sync_client_and_a_bad_request(indexed: Scenario) -> None:
     with SyncSearchClient(indexed.settings.kafka, timeout_s=60) as client:
         good = client.search("a spacecraft launching in the morning", top_k=1)
-        bad = client.search("x", topology="video")
+        bad = client.search("x", topology="audio")
     assert good.hits[0].id == "text-02"
     assert bad.error and "unknown topology" in bad.error
 
