@@ -280,23 +280,27 @@ def _print_results(
     video_rows: list[Row],
     counters: dict[str, int],
 ) -> None:
-    images = Table(title="image → image: transformed copies find their original")
-    for column in ("query (resized, recompressed, cropped)", "top hit", "score", ""):
-        images.add_column(column)
-    for label, hit, score, ok in image_rows:
-        images.add_row(label, hit, f"{score:.3f}", "✓" if ok else "✗")
-    console.print(images)
-    texts = Table(title="text → text: paraphrases find their sentence")
-    for column in ("query", "top hit", "score", ""):
-        texts.add_column(column)
-    for query, hit, score, ok in text_rows:
-        texts.add_row(query, hit, f"{score:.3f}", "✓" if ok else "✗")
-    console.print(texts)
+    _table(
+        console,
+        "image → image: transformed copies find their original",
+        "query (resized, recompressed, cropped)",
+        image_rows,
+    )
+    _table(console, "text → text: paraphrases find their sentence", "query", text_rows)
     if video_rows:
-        videos = Table(title="image → video: a frame finds the video it came from")
-        for column in ("query (a frame)", "top hit", "score", ""):
-            videos.add_column(column)
-        for label, hit, score, ok in video_rows:
-            videos.add_row(label, hit, f"{score:.3f}", "✓" if ok else "✗")
-        console.print(videos)
+        _table(
+            console,
+            "image → video: a frame finds the video it came from",
+            "query (a frame)",
+            video_rows,
+        )
     console.print("worker counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
+
+
+def _table(console: Console, title: str, query: str, rows: list[Row]) -> None:
+    table = Table(title=title)
+    for column in (query, "top hit", "score", ""):
+        table.add_column(column)
+    for label, hit, score, ok in rows:
+        table.add_row(label, hit, f"{score:.3f}", "✓" if ok else "✗")
+    console.print(table)
