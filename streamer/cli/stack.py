@@ -47,10 +47,12 @@ def down(purge: bool) -> None:
 def worker(names: tuple[str, ...], topology_specs: str | None, agents: str) -> None:
     """Run the ingestion and query agents (a faust worker) until interrupted."""
     from streamer.worker.assembly import run_worker
+    from streamer.worker.shutdown import end_process
 
     chosen = ("ingest", "search") if agents == "all" else (agents,)
     settings = load(topology_specs)
-    sys.exit(run_worker(settings, served(settings, names), chosen))
+    # an error raised (a bad setting, a crashed agent) is said by the command line as usual
+    end_process(run_worker(settings, served(settings, names), chosen))
 
 
 @click.command()

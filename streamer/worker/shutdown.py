@@ -17,19 +17,26 @@ One log line (``worker stopped``) and the exit code say how it ended:
 3     the grace ran out (or a second signal came): unfinished work is left for redelivery
 1     the worker failed (an agent crashed); the error is logged above
 ====  =====================================================================================
+
+After that line the process ends at once (:func:`end_process`), without the interpreter's own
+teardown: the threads native libraries keep (gRPC's, librdkafka's, torch's, ffmpeg's) do not
+always survive it, and a clean stop then ended as ``abort`` (134, "terminate called without an
+active exception") or ``SIGSEGV`` (139) now and then.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
-__all__ = ["EXIT_CLEAN", "EXIT_FAILED", "EXIT_FORCED", "Drainable", "Shutdown"]
+__all__ = ["EXIT_CLEAN", "EXIT_FAILED", "EXIT_FORCED", "Drainable", "Shutdown", "end_process"]
 
 log = logging.getLogger(__name__)
 
@@ -184,3 +191,16 @@ class Shutdown:
             phase=self.phase,
         )
         self._exit(code)
+
+
+def end_process(code: int, *, exit: Callable[[int], Any] = os._exit) -> None:
+    """End the process with ``code`` once the logs and the standard streams are flushed,
+    skipping the interpreter's teardown (see the module's docstring). What must outlive the
+    process is done before: offsets committed, producers flushed, the last line written."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    for stream in (sys.stdout, sys.stderr):
+        # a closed or broken pipe: nothing more can be said
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    exit(code)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
 import pytest
 
 from streamer.ingest.inflight import InFlightWindow
-from streamer.worker.shutdown import EXIT_CLEAN, EXIT_FORCED, Shutdown
+from streamer.worker.shutdown import EXIT_CLEAN, EXIT_FORCED, Shutdown, end_process
 
 
 class Exits:
@@ -139,3 +141,29 @@ def test_callbacks_run_when_stopping_begins_without_holding_it_up() -> None:
     assert called.wait(5)
     assert asyncio.run(shutdown.drain())
     release.set()
+
+
+def test_end_process_flushes_then_exits_with_the_code() -> None:
+    exits = Exits()
+    end_process(EXIT_FORCED, exit=exits)
+    assert exits.codes == [EXIT_FORCED]
+
+
+def test_end_process_skips_the_interpreters_teardown_but_not_what_was_written() -> None:
+    """Buffered output reaches the pipe; the teardown (where native libraries' threads abort
+    it) never runs: an atexit hook is not called, and the code is the one given."""
+    program = (
+        "import atexit, logging, sys\n"
+        "from streamer.worker.shutdown import end_process\n"
+        "logging.basicConfig(stream=sys.stderr, level=logging.INFO)\n"
+        "atexit.register(lambda: print('teardown ran', flush=True))\n"
+        "print('last line')\n"  # buffered: stdout is a pipe
+        "logging.getLogger('w').info('worker stopped')\n"
+        "end_process(3)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == "last line\n"
+    assert "worker stopped" in done.stderr
