@@ -11,15 +11,20 @@ like the reduced-size JPEG decode of photos), so a 4K clip does not hold gigabyt
 Every failure is a :class:`~streamer.core.errors.DecodeError` naming the cause: not a video,
 a container opencv cannot open, a truncated file, no frames, too long, too large, and a
 decoder that runs past ``decode_timeout_s`` (ffmpeg's own open and read timeouts, and a
-deadline checked between frames). opencv reads videos from a file, so the bytes are written to
-a private temporary file (``TMPDIR``) that is removed at once.
+deadline checked between frames). A decoder stuck inside one call, which no check between
+frames reaches, is not waited for: each video decodes in a thread of its own, given the time
+cap and a little more; past that its video is a decode error, the thread is abandoned (and
+counted) and the worker goes on. opencv reads videos from a file, so the bytes are written to a
+private temporary file (``TMPDIR``) that is removed at once.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -42,12 +47,30 @@ if TYPE_CHECKING:
     from streamer.config.settings import VideoSettings
     from streamer.runner.context import Context
 
-__all__ = ["Clip", "DecodeVideo", "VideoDecoder", "sample_times", "sniff_container"]
+__all__ = [
+    "Clip",
+    "DecodeVideo",
+    "VideoDecoder",
+    "abandoned_decoders",
+    "sample_times",
+    "sniff_container",
+]
+
+log = logging.getLogger(__name__)
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 #: a share of the declared frames a video must deliver, else it is truncated
 _COMPLETE = 0.9
+# how long past the time cap a decode thread is waited for (its own deadline fires first)
+_HANG_GRACE_S = 1.0
+_abandoned = 0
+_abandoned_lock = threading.Lock()
+
+
+def abandoned_decoders() -> int:
+    """How many decode threads this process gave up on (each stuck in a decoder call)."""
+    return _abandoned
 
 
 def sniff_container(head: bytes) -> str | None:
@@ -103,6 +126,40 @@ class VideoDecoder:
         self.min_side = min_side
 
     def decode(self, data: bytes) -> Clip:
+        """The clip of ``data``, decoded in a thread of its own that is waited for up to the
+        time cap (and :data:`_HANG_GRACE_S`): past it, a :class:`DecodeError` says the decoder
+        hung, and its thread is left behind."""
+        results: list[Clip | BaseException] = []
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                results.append(self._decode(data))
+            except BaseException as exc:  # handed to the caller, whatever it is
+                results.append(exc)
+            finally:
+                done.set()
+
+        timeout_s = self.settings.decode_timeout_s
+        threading.Thread(target=work, name="video-decode", daemon=True).start()
+        if not done.wait(timeout_s + _HANG_GRACE_S):
+            global _abandoned
+            with _abandoned_lock:
+                _abandoned += 1
+            log.warning(
+                "video decoder abandoned",
+                extra={"timeout_s": timeout_s, "abandoned_threads": _abandoned},
+            )
+            raise DecodeError(
+                f"the decoder hung: no frame or answer in {timeout_s:g} s "
+                "(STREAMER_VIDEO_DECODE_TIMEOUT_S); its thread is abandoned"
+            )
+        result = results[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _decode(self, data: bytes) -> Clip:
         if not data:
             raise DecodeError("empty video file")
         container = sniff_container(data[:512])

@@ -3,6 +3,8 @@ decode error (clips written here with opencv)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from operators import video
 from operators.fetch import FetchVideo
 from operators.video import DecodeVideo, VideoDecoder, sample_times, sniff_container
 from streamer.config.settings import FetchSettings, VideoSettings
@@ -117,6 +120,50 @@ def test_caps_on_length_size_and_time(clip: bytes) -> None:
         decoder(max_pixels=1000).decode(clip)
     with pytest.raises(DecodeError, match="DECODE_TIMEOUT_S"):
         decoder(decode_timeout_s=1e-6).decode(clip)
+
+
+class StuckCapture:
+    """A capture whose next frame never comes: ffmpeg blocked inside one call, where no check
+    between frames can see the time pass."""
+
+    release_all = threading.Event()
+    calls = 0
+
+    def __init__(self, *args: object) -> None:
+        pass
+
+    def isOpened(self) -> bool:
+        return True
+
+    def get(self, prop: int) -> float:
+        return {cv2.CAP_PROP_FPS: 8.0, cv2.CAP_PROP_FRAME_COUNT: 48.0}.get(prop, 64.0)
+
+    def grab(self) -> bool:
+        type(self).calls += 1
+        self.release_all.wait(120)
+        return False
+
+    def release(self) -> None:
+        pass
+
+
+def test_a_decoder_stuck_in_a_call_is_abandoned_at_the_time_cap(
+    clip: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(video.cv2, "VideoCapture", StuckCapture)
+    abandoned = video.abandoned_decoders()
+    started = time.monotonic()
+    try:
+        with pytest.raises(DecodeError, match=r"the decoder hung: no frame or answer in 0\.2 s"):
+            decoder(decode_timeout_s=0.2).decode(clip)
+        waited = time.monotonic() - started
+        assert StuckCapture.calls == 1  # it was inside the call, not between frames
+        assert video.abandoned_decoders() == abandoned + 1
+        assert waited < 30, waited  # the cap and its grace, not the stuck call's 120 s
+        stuck = [t for t in threading.enumerate() if t.name == "video-decode"]
+        assert stuck, "the stuck decoder's thread is left behind"
+    finally:
+        StuckCapture.release_all.set()  # let the abandoned thread end
 
 
 def test_the_decode_stage_binds_the_context_s_video_settings(clip: bytes) -> None:
