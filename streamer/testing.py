@@ -7,9 +7,12 @@ tests, which run the real ones); they are never used by the product itself.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,11 +20,18 @@ import numpy.typing as npt
 
 from operators.fetch import Fetch
 from operators.normalize import Normalize
-from streamer.config.settings import MilvusSettings
+from streamer.config.settings import FetchSettings, MilvusSettings
 from streamer.core.errors import DecodeError, EmbedError, SinkError, TransientError
+from streamer.core.messages import UploadMessage
+from streamer.core.stats import Stats
+from streamer.ingest.dedupe import DedupeCache
+from streamer.ingest.pipeline import IngestPipeline, IngestReport, Record
+from streamer.runner.context import Context
 from streamer.runner.operator import VECTOR, BatchPolicy, CpuOperator, LoadedModel, ModelOperator
+from streamer.runner.plans import Plans
+from streamer.runner.runner import Runner
 from streamer.runner.topology import ModelVersion, Topology
-from streamer.storage.store import SearchHit, StoredRow, VectorRow, VectorStore
+from streamer.storage.store import PART_OF, SearchHit, StoredRow, VectorRow, VectorStore
 
 __all__ = [
     "FakeDecode",
@@ -110,10 +120,22 @@ class InMemoryVectorStore(VectorStore):
     def flush(self, name: str) -> None:
         self._maybe_fail()
 
-    def delete(self, name: str, ids: Sequence[str]) -> None:
+    def delete(self, name: str, ids: Sequence[str], *, with_parts: bool = False) -> None:
         self._maybe_fail()
         for asset_id in ids:
             self._resolve(name).rows.pop(asset_id, None)
+        if with_parts:
+            self.delete_parts(name, ids)
+
+    def delete_parts(
+        self, name: str, ids: Sequence[str], keep: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
+        self._maybe_fail()
+        rows = self._resolve(name).rows
+        for row_id, row in list(rows.items()):
+            of = str(row.metadata.get(PART_OF, ""))
+            if of in ids and row_id not in (keep or {}).get(of, ()):
+                del rows[row_id]
 
     def read_rows(
         self, name: str, ids: Sequence[str], *, with_vectors: bool = False
@@ -290,3 +312,30 @@ def transient(dependency: str = "milvus") -> TransientError:
 
 def _seed(data: bytes) -> int:
     return int.from_bytes(hashlib.sha256(data).digest()[:4], "big")
+
+
+class Partition:
+    """An ingest pipeline over an in-memory store and cache, fed messages as one partition
+    delivers them (at increasing offsets): for tests of the ingest path without servers."""
+
+    def __init__(self, topologies: Sequence[Topology], root: Path, **pipeline: Any) -> None:
+        self.store = InMemoryVectorStore()
+        plans = Plans(Context(FetchSettings(media_roots=(root,)), device="cpu"))
+        pool = ThreadPoolExecutor(2, "partition")
+        self.pipeline = IngestPipeline(
+            topologies=topologies,
+            plans=plans,
+            runner=Runner(pool, pool, batch_size=plans.batch_size),
+            store=self.store,
+            cache=DedupeCache(InMemoryHashes(), prefix="t"),  # type: ignore[arg-type]
+            stats=Stats(None, prefix="t"),
+            **pipeline,
+        )
+        self.offset = 0
+
+    def send(self, *messages: UploadMessage) -> IngestReport:
+        records = []
+        for message in messages:
+            self.offset += 1
+            records.append(Record(message.to_bytes(), None, "media.uploads", 0, self.offset))
+        return asyncio.run(self.pipeline.process(records))

@@ -5,7 +5,9 @@ fetch (the video cap, ``STREAMER_VIDEO_MAX_BYTES``) → decode (opencv: a frame 
 halves) → preprocess (each frame as the ``image`` topology preprocesses a photo) → embed (the
 ``image`` topology's model, the same weights in the same process; the mean of the frames' unit
 vectors) → normalize. Its vectors live in the photos' space: search it with a photo, or search
-photos with a video.
+photos with a video. With ``STREAMER_VIDEO_SEGMENT_S`` each video also gets a row per segment
+(``<id>#s<k>``, with ``segment_of``, ``start_s`` and ``end_s``): a search filtered on
+``segment_of`` finds the moment within one video.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ VIDEO = Topology(
             space=EFFNET_LITE0_B5_SPACE,
         ),
     ),
-    metadata_fields=("tenant", "source", "category", "name", "album"),
+    # segment_of: a search within one video's segments (STREAMER_VIDEO_SEGMENT_S)
+    metadata_fields=("tenant", "source", "category", "name", "album", "segment_of"),
     space=EFFNET_LITE0_SPACE,
 )

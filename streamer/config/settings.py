@@ -281,6 +281,12 @@ class VideoSettings(_Concern):
     decode_timeout_s: float = Field(
         60.0, gt=0, description="a video not decoded in this time is refused (decoder hangs)"
     )
+    segment_s: float = Field(
+        0.0,
+        ge=0,
+        description="also store one vector per segment of this many seconds (its time range "
+        "in the row's metadata); 0: one vector per video only",
+    )
 
 
 class SearchSettings(_Concern):

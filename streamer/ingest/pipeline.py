@@ -52,12 +52,13 @@ from streamer.ingest.changes import ChangeDetector, Content
 from streamer.ingest.dedupe import DedupeCache
 from streamer.ingest.intake import Asset, dead_letter, take_in
 from streamer.ingest.records import IngestReport, Record
-from streamer.ingest.sink import Sink, row_of
+from streamer.ingest.sink import Sink, rows_of
+from streamer.runner.operator import Part
 from streamer.runner.plan import Plan
 from streamer.runner.plans import Plans
 from streamer.runner.runner import Runner
 from streamer.runner.topology import Topology
-from streamer.storage.store import VectorStore
+from streamer.storage.store import VectorRow, VectorStore, part_id
 
 __all__ = ["IngestPipeline", "IngestReport", "Record"]
 
@@ -149,7 +150,9 @@ class IngestPipeline:
             listed = self.store.collections(f"{self.prefix}{name}__")
             for collection in sorted(listed, key=lambda c: c != serving):  # stable: serving first
                 try:
-                    self.store.delete(collection, ids)
+                    self.store.delete(
+                        collection, ids, with_parts=self.topologies[name].gives_parts()
+                    )
                     self.cache.forget(f"{collection}@{self.store.incarnation(collection)}", ids)
                 except SinkError:
                     if collection in self.store.collections(collection):
@@ -307,33 +310,40 @@ class IngestPipeline:
         report.timed("dedupe", started)
         report.skipped += len(changes.current)
 
+        fresh, reuse = list(changes.fresh), list(changes.reuse)
+        if target.plan.gives_parts:  # a stored vector comes without its parts: embed again
+            fresh += [content for content, _ in reuse]
+            reuse = []
         # the same new content under several ids in one batch goes through the model once
         firsts: dict[str, Content] = {}
         copies: list[Content] = []
-        for content in changes.fresh:
+        for content in fresh:
             if content.content_hash in firsts:
                 copies.append(content)
             else:
                 firsts[content.content_hash] = content
         # on the last target the bytes go to the runner alone, which frees them once decoded
         take = blobs.pop if last else blobs.__getitem__
+        parts: dict[int, tuple[Part, ...]] = {}
         outs = await self.runner.run(
             target.plan,
             [take(h) for h in firsts],
             ids=[c.asset.id for c in firsts.values()],
             first=1,
             timings=report.timings,
+            parts=parts,
         )
         vectors: dict[str, Any] = {}
+        parts_of: dict[str, tuple[Part, ...]] = {}  # by content hash
         failures: dict[str, StageError] = {}
-        for content, out in zip(firsts.values(), outs, strict=True):
+        for i, (content, out) in enumerate(zip(firsts.values(), outs, strict=True)):
             if isinstance(out, StageError):
                 failures[content.content_hash] = out
                 report.dead_letters.append(dead_letter(content.asset.record, out))
             else:
                 vectors[content.content_hash] = out
+                parts_of[content.content_hash] = parts.get(i, ())
         report.embedded += len(vectors)
-        reuse = list(changes.reuse)
         for copy in copies:
             if copy.content_hash in vectors:
                 reuse.append((copy, vectors[copy.content_hash]))
@@ -343,13 +353,33 @@ class IngestPipeline:
         report.reused += len(reuse)
 
         written = [*reuse, *((c, vectors[h]) for h, c in firsts.items() if h in vectors)]
-        rows = [
-            row_of(c, v, version=target.version, media_type=topology.media_type) for c, v in written
-        ]
+        rows: list[VectorRow] = []
+        row_contents: list[Content] = []  # the content of each row
+        for content, vector in written:
+            own = parts_of.get(content.content_hash, ())
+            rows += rows_of(
+                content, vector, own, version=target.version, media_type=topology.media_type
+            )
+            row_contents += [content] * (1 + len(own))
         if rows and await self._retired(topology, target.version, target.collection):
             return False
         started = time.perf_counter()
-        stored = await self.sink.write(target.collection, rows, [c for c, _ in written], report)
+        letters = len(report.dead_letters)
+        stored_rows = await self.sink.write(target.collection, rows, row_contents, report)
+        # an asset is stored when each of its rows is (a part refused makes it a dead letter)
+        refused = {_origin(letter) for letter in report.dead_letters[letters:]}
+        stored = list(
+            {c.asset.id: c for c in stored_rows if _where(c.asset.record) not in refused}.values()
+        )
+        if target.plan.gives_parts and stored:
+            keep = {
+                c.asset.id: [part_id(c.asset.id, p.key) for p in parts_of.get(c.content_hash, ())]
+                for c in stored
+            }
+            await self._io(
+                "delete stale parts",
+                lambda: self.store.delete_parts(target.collection, list(keep), keep),
+            )
         report.timed("sink", started)
         report.upserted += len(stored)
         kept = [*changes.current, *stored]
@@ -391,12 +421,20 @@ def _hashed(
     return contents, blobs
 
 
+def _origin(letter: DeadLetter) -> tuple[str, int, int]:
+    return (letter.source_topic, letter.source_partition, letter.source_offset)
+
+
+def _where(record: Record) -> tuple[str, int, int]:
+    return (record.topic, record.partition, record.offset)
+
+
 def _first_per_record(letters: list[DeadLetter]) -> list[DeadLetter]:
     """One dead letter per consumed record, even when several versions refused it."""
     seen: set[tuple[str, int, int]] = set()
     unique = []
     for letter in letters:
-        where = (letter.source_topic, letter.source_partition, letter.source_offset)
+        where = _origin(letter)
         if where not in seen:
             seen.add(where)
             unique.append(letter)

@@ -16,10 +16,10 @@ from streamer.core.errors import SinkError
 from streamer.ingest.changes import Content, Io
 from streamer.ingest.intake import dead_letter
 from streamer.ingest.records import IngestReport
-from streamer.runner.operator import Vector
-from streamer.storage.store import VectorRow, VectorStore
+from streamer.runner.operator import Part, Vector
+from streamer.storage.store import VectorRow, VectorStore, with_parts
 
-__all__ = ["Sink", "row_of"]
+__all__ = ["Sink", "row_of", "rows_of"]
 
 
 def row_of(content: Content, vector: Vector, *, version: str, media_type: str) -> VectorRow:
@@ -36,6 +36,13 @@ def row_of(content: Content, vector: Vector, *, version: str, media_type: str) -
     )
 
 
+def rows_of(
+    content: Content, vector: Vector, parts: Sequence[Part], *, version: str, media_type: str
+) -> list[VectorRow]:
+    """The asset's row, then one per part (see :func:`~streamer.storage.store.with_parts`)."""
+    return with_parts(row_of(content, vector, version=version, media_type=media_type), parts)
+
+
 class Sink:
     def __init__(self, store: VectorStore, io: Io) -> None:
         self.store = store
@@ -45,7 +52,8 @@ class Sink:
         self, collection: str, rows: Sequence[VectorRow], contents: Sequence[Content],
         report: IngestReport,
     ) -> list[Content]:  # fmt: skip
-        """Upsert ``rows``; returns the contents whose rows are stored, in order."""
+        """Upsert ``rows`` (``contents``: the content of each); returns the contents of the rows
+        stored, in order (one per row: an asset with parts has several)."""
         if not rows:
             return []
         try:

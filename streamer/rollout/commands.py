@@ -44,7 +44,7 @@ from streamer.runner.operator import Source
 from streamer.runner.plans import Plans
 from streamer.runner.runner import Runner
 from streamer.runner.topology import Topology
-from streamer.storage.store import VectorStore
+from streamer.storage.store import PART_OF, VectorStore
 
 __all__ = ["PROMOTE_WAIT_S", "BackfillProgress", "RolloutError", "Rollouts"]
 
@@ -263,8 +263,8 @@ class Rollouts:
         records = []
         for offset, asset_id in enumerate(ids):
             row = rows.get(asset_id)
-            if row is None:  # deleted since the snapshot
-                continue
+            if row is None or PART_OF in row.metadata:  # deleted since; or a part of an asset,
+                continue  # whose rows are all written anew with the asset's own
             upload = UploadMessage(
                 id=row.id,
                 uri=row.uri or None,

@@ -13,7 +13,7 @@ from streamer.config.settings import MilvusSettings
 from streamer.core.extras import require
 from streamer.runner.local import LocalRun
 from streamer.runner.plan import Plan
-from streamer.storage.store import SearchHit, VectorRow, VectorStore
+from streamer.storage.store import SearchHit, VectorRow, VectorStore, with_parts
 
 __all__ = ["LocalIndex"]
 
@@ -44,8 +44,11 @@ class LocalIndex:
         """Upsert every vector of ``run`` into its topology's version; returns rows written."""
         written = 0
         for name, plan in run.plans.items():
-            rows = [
-                VectorRow(
+            rows = []
+            for item in run.items:
+                if item.topology != name or item.vector is None:
+                    continue
+                row = VectorRow(
                     id=item.id,
                     vector=item.vector,
                     content_hash=item.content_hash,
@@ -54,9 +57,7 @@ class LocalIndex:
                     uri=item.source.uri or "",
                     text=item.source.text or "",
                 )
-                for item in run.items
-                if item.topology == name and item.vector is not None
-            ]
+                rows += with_parts(row, item.parts)  # a video's segments: rows of their own
             collection = plan.topology.collection_name(plan.version)
             self.store.ensure_collection(
                 collection, plan.dim, alias=plan.topology.alias(), model_version=plan.version

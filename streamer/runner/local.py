@@ -26,7 +26,7 @@ from streamer.core.digests import asset_id_for, content_hash, text_id
 from streamer.core.errors import ConfigError, InvalidMessage, StageError
 from streamer.core.messages import IMAGE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, infer_media_type
 from streamer.runner.context import Context
-from streamer.runner.operator import Source, Vector
+from streamer.runner.operator import Part, Source, Vector
 from streamer.runner.plan import Plan
 from streamer.runner.plans import Plans
 from streamer.runner.runner import Runner
@@ -48,6 +48,7 @@ class LocalItem:
     vector: Vector | None = None
     error: StageError | None = None
     content_hash: str = ""
+    parts: tuple[Part, ...] = ()  # a video's segments, when its topology makes them
 
     @property
     def ok(self) -> bool:
@@ -67,6 +68,8 @@ class LocalItem:
             }
             if with_vector:
                 out["vector"] = [round(float(v), 7) for v in self.vector]
+            if self.parts:
+                out["parts"] = [{"key": p.key, **p.metadata} for p in self.parts]
         elif self.error is not None:
             out |= {"stage": self.error.stage, "error": self.error.cause}
         return out
@@ -235,14 +238,21 @@ async def run_sources(
     hashes = ["" if isinstance(d, StageError) else content_hash(d) for d in fetched]
     live = [i for i, d in enumerate(fetched) if not isinstance(d, StageError)]
     results: list[Any] = list(fetched)
-    outs = await runner.run(plan, [fetched[i] for i in live], ids=[ids[i] for i in live], first=1)
-    for i, out in zip(live, outs, strict=True):
+    parts: dict[int, tuple[Part, ...]] = {}
+    outs = await runner.run(
+        plan, [fetched[i] for i in live], ids=[ids[i] for i in live], first=1, parts=parts
+    )
+    own: dict[int, tuple[Part, ...]] = {}
+    for n, (i, out) in enumerate(zip(live, outs, strict=True)):
         results[i] = out
+        own[i] = parts.get(n, ())
     name = plan.topology.name
     return [
         LocalItem(ids[i], sources[i], name, error=r)
         if isinstance(r, StageError)
-        else LocalItem(ids[i], sources[i], name, vector=r, content_hash=hashes[i])
+        else LocalItem(
+            ids[i], sources[i], name, vector=r, content_hash=hashes[i], parts=own.get(i, ())
+        )
         for i, r in enumerate(results)
     ]
 

@@ -40,11 +40,14 @@ __all__ = [
     "BoundCpu",
     "BoundModel",
     "CpuOperator",
+    "Embedded",
     "LoadedModel",
     "ModelOperator",
     "Operator",
+    "Part",
     "Source",
     "Vector",
+    "WithParts",
     "check_batch",
 ]
 
@@ -57,6 +60,32 @@ Out_co = TypeVar("Out_co", covariant=True)
 Vector = npt.NDArray[np.float32]
 #: the runtime type stages declare for vectors
 VECTOR: type = np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """The vector of one part of an asset (a segment of a video), stored as a row of its own
+    beside the asset's: its id is the asset's with ``#key`` appended, its metadata the asset's
+    with ``metadata`` added (a time range, say) and the asset's id under ``segment_of``."""
+
+    key: str
+    vector: Vector
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WithParts:
+    """What a vector stage may give instead of a bare vector: the asset's vector and those of
+    its parts. Stages after it (``Normalize``) treat each vector alike; the runner hands the
+    asset's vector on as any other and the parts to those who ask for them."""
+
+    vector: Vector
+    parts: tuple[Part, ...]
+
+
+#: what a vector stage gives: a vector, or one with the vectors of the asset's parts
+Embedded = Vector | WithParts
+
 
 Runs = Literal["cpu", "model"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -127,6 +156,9 @@ class Operator(ABC, Generic[In, Out]):
     error: ClassVar[type[StageError]]
     #: where it runs: the CPU pool, one item at a time, or a model device, a batch at a time
     runs: ClassVar[Runs]
+    #: whether it may give an asset's parts with its vector (:class:`WithParts`): the rows of
+    #: the parts are then kept in step with the asset's (replaced, deleted with it)
+    gives_parts: ClassVar[bool] = False
 
     @property
     def stage(self) -> str:

@@ -88,6 +88,13 @@ class Plan:
         return [s for s in self.stages if s.model is not None]
 
     @cached_property
+    def gives_parts(self) -> bool:
+        """Whether its assets may have parts (a video's segments: see
+        :class:`~streamer.runner.operator.WithParts`), stored as rows of their own, whether or
+        not this binding makes any."""
+        return any(s.bound.operator.gives_parts for s in self.stages)
+
+    @cached_property
     def model_index(self) -> int:
         """The index of the first model stage (the stages before it prepare its inputs), or
         the number of stages when there is none."""

@@ -23,11 +23,13 @@ import asyncio
 import time
 from collections.abc import Callable, MutableMapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import numpy as np
 
 from streamer.core.errors import EmbedError, StageError
+from streamer.runner.operator import Part, WithParts
 from streamer.runner.plan import Plan, Segment, Stage
 
 T = TypeVar("T")
@@ -107,16 +109,19 @@ class Runner:
         first: int = 0,
         last: int | None = None,
         timings: MutableMapping[str, float] | None = None,
+        parts: MutableMapping[int, tuple[Part, ...]] | None = None,
     ) -> list[Any]:
         """Stages ``first`` up to (not including) ``last`` on ``inputs``: one result per input,
-        in order, each the output or the item's :class:`StageError` (naming ``ids[i]``)."""
+        in order, each the output or the item's :class:`StageError` (naming ``ids[i]``). When
+        the plan ends there, each output is the item's vector, and the vectors of its parts
+        (:class:`~streamer.runner.operator.WithParts`) go to ``parts``, by input index."""
         values: list[Any] = list(inputs)
         segments = plan.segments(first, last)
         times: MutableMapping[str, float] = timings if timings is not None else {}
         if values and segments:
             await self._run_segments(plan, segments, values, times)
         if last is None or last >= len(plan.stages):
-            self._check_vectors(plan, values)
+            self._check_vectors(plan, values, parts if parts is not None else {})
         if ids is not None:
             for i, value in enumerate(values):
                 if isinstance(value, StageError):
@@ -181,28 +186,43 @@ class Runner:
                 values[i] = out
 
     @staticmethod
-    def _check_vectors(plan: Plan, values: list[Any]) -> None:
-        """What a topology gives must be a finite vector of the plan's length."""
+    def _check_vectors(
+        plan: Plan, values: list[Any], parts: MutableMapping[int, tuple[Part, ...]]
+    ) -> None:
+        """What a topology gives must be a finite vector of the plan's length (each of its
+        parts' too)."""
         for i, value in enumerate(values):
             if isinstance(value, StageError):
                 continue
-            try:
-                vector = np.asarray(value, dtype=np.float32)
-            except (TypeError, ValueError) as exc:
-                values[i] = EmbedError(
-                    f"topology {plan.topology.name!r} gave {type(value).__name__}, not a vector: "
-                    f"{exc}"
-                )
+            given = value.parts if isinstance(value, WithParts) else ()
+            checked = [_checked(plan, value.vector if given else value)]
+            checked += [_checked(plan, part.vector, part.key) for part in given]
+            error = next((c for c in checked if isinstance(c, EmbedError)), None)
+            if error is not None:
+                values[i] = error
                 continue
-            if vector.shape != (plan.dim,):
-                values[i] = EmbedError(
-                    f"topology {plan.topology.name!r} gave a vector of shape {vector.shape}, "
-                    f"expected ({plan.dim},)"
+            values[i] = checked[0]
+            if given:
+                parts[i] = tuple(
+                    replace(part, vector=vector)
+                    for part, vector in zip(given, checked[1:], strict=True)
                 )
-            elif not np.isfinite(vector).all():
-                values[i] = EmbedError(f"topology {plan.topology.name!r} gave non-finite values")
-            else:
-                values[i] = vector
+
+
+def _checked(plan: Plan, value: Any, part: str | None = None) -> Any:
+    """``value`` as a float32 vector of the plan's length, or the error saying why not."""
+    what = f"topology {plan.topology.name!r} gave" + (f" (part {part!r})" if part else "")
+    if isinstance(value, WithParts):
+        value = value.vector
+    try:
+        vector = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        return EmbedError(f"{what} {type(value).__name__}, not a vector: {exc}")
+    if vector.shape != (plan.dim,):
+        return EmbedError(f"{what} a vector of shape {vector.shape}, expected ({plan.dim},)")
+    if not np.isfinite(vector).all():
+        return EmbedError(f"{what} non-finite values")
+    return vector
 
 
 def _timed(times: MutableMapping[str, float], label: str, started: float) -> None:

@@ -182,6 +182,10 @@ class Topology:
             return self.space
         return next((a.space for a in self.alternatives if a.version == version), None)
 
+    def gives_parts(self) -> bool:
+        """Whether an asset may have parts in any version (their rows go with the asset's)."""
+        return any(op.gives_parts for v in self.versions() for op in self.stages_for(v))
+
     def stages_for(self, version: str | None = None) -> Stages:
         """The chain of one model version (default: the topology's own)."""
         try:

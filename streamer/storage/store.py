@@ -27,9 +27,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import numpy as np
@@ -43,14 +43,18 @@ from streamer.core.errors import SinkError, TransientError
 adopt_pymilvus_loggers()  # pymilvus set its loggers up on import, over ours
 
 __all__ = [
+    "PART_OF",
     "SearchHit",
     "StoredRow",
     "VectorRow",
     "VectorStore",
     "escape_literal",
     "id_filter",
+    "part_id",
+    "parts_filter",
     "row_bytes",
     "upsert_chunks",
+    "with_parts",
 ]
 
 T = TypeVar("T")
@@ -66,6 +70,10 @@ INCARNATION = "streamer.incarnation"
 MODEL_VERSION = "streamer.model_version"
 # per row on the wire besides its values: protobuf tags and lengths, the int64 updated_ms
 ROW_OVERHEAD_BYTES = 64
+#: the metadata key of a part's row (a video's segment) naming the asset it is part of
+PART_OF = "segment_of"
+# assets per delete of parts: a filter of one clause per asset (JSON fields take no `in`)
+PARTS_CHUNK = 64
 
 
 def escape_literal(value: str) -> str:
@@ -77,6 +85,51 @@ def escape_literal(value: str) -> str:
 
 def id_filter(ids: Iterable[str]) -> str:
     return f"id in [{', '.join(escape_literal(i) for i in ids)}]"
+
+
+def part_id(asset_id: str, key: str) -> str:
+    """The row id of part ``key`` of an asset."""
+    return f"{asset_id}#{key}"
+
+
+class RowPart(Protocol):
+    """What a part of an asset brings to its row (:class:`streamer.runner.operator.Part`)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def vector(self) -> npt.NDArray[np.float32]: ...
+
+    @property
+    def metadata(self) -> dict[str, Any]: ...
+
+
+def with_parts(row: VectorRow, parts: Sequence[RowPart]) -> list[VectorRow]:
+    """``row``, then one row per part: id ``<id>#<key>``, the part's vector, ``row``'s metadata
+    with the part's own and ``row``'s id under :data:`PART_OF`."""
+    return [
+        row,
+        *(
+            replace(
+                row,
+                id=part_id(row.id, part.key),
+                vector=part.vector,
+                metadata={**row.metadata, **part.metadata, PART_OF: row.id},
+            )
+            for part in parts
+        ),
+    ]
+
+
+def parts_filter(ids: Iterable[str], keep: Mapping[str, Sequence[str]] | None = None) -> str:
+    """The rows of the parts of assets ``ids``, less the row ids ``keep`` lists per asset."""
+    clauses = []
+    for asset_id in ids:
+        clause = f"metadata[{escape_literal(PART_OF)}] == {escape_literal(asset_id)}"
+        kept = (keep or {}).get(asset_id)
+        clauses.append(f"({clause} and not {id_filter(kept)})" if kept else clause)
+    return " or ".join(clauses)
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,10 +415,26 @@ class VectorStore:
         self._call("flush", lambda: self.client.flush(name))
         self._unflushed[name] = 0
 
-    def delete(self, name: str, ids: Sequence[str]) -> None:
+    def delete(self, name: str, ids: Sequence[str], *, with_parts: bool = False) -> None:
+        """Delete the rows of ``ids`` (and, ``with_parts``, the rows of their parts)."""
         if ids:
             self._call(
                 "delete", lambda: self.client.delete(name, filter=id_filter(ids)), collection=name
+            )
+        if with_parts:
+            self.delete_parts(name, ids)
+
+    def delete_parts(
+        self, name: str, ids: Sequence[str], keep: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
+        """Delete the rows of the parts of ``ids`` but those ``keep`` names (per asset id, the
+        row ids of its parts just written): no part of an earlier version of an asset stays."""
+        for start in range(0, len(ids), PARTS_CHUNK):
+            where = parts_filter(ids[start : start + PARTS_CHUNK], keep)
+            self._call(
+                "delete parts",
+                lambda where=where: self.client.delete(name, filter=where),  # type: ignore[misc]
+                collection=name,
             )
 
     def read_rows(

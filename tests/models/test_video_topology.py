@@ -21,6 +21,7 @@ from streamer.config.settings import FetchSettings, VideoSettings
 from streamer.demo.samples import sample_photo
 from streamer.demo.video import write_video
 from streamer.runner.context import Context
+from streamer.runner.operator import Part
 from streamer.runner.plan import Plan, bind
 from streamer.runner.runner import Runner
 from topologies import IMAGE, VIDEO
@@ -123,3 +124,28 @@ def test_streamer_run_indexes_a_clip(clips: dict[str, bytes], tmp_path: Path) ->
     *rows, summary = [json.loads(line) for line in proc.stdout.splitlines()]
     assert summary["ok"] == 1 and summary["errors"] == 0
     assert rows[0]["topology"] == "video" and rows[0]["dim"] == 1280
+
+
+def test_each_segment_is_the_unit_mean_of_its_own_frames_embedded_as_photos(
+    plans: tuple[Plan, Plan], runner: Runner, clips: dict[str, bytes]
+) -> None:
+    image, video = plans
+    context = Context(FetchSettings(), device="cpu", video=VideoSettings(segment_s=2.0))
+    segmented = bind(VIDEO, None, context)
+    parts: dict[int, tuple[Part, ...]] = {}
+    (out,) = asyncio.run(runner.run(segmented, [clips["chelsea+rocket"]], first=1, parts=parts))
+    (plain,) = run(runner, video, [clips["chelsea+rocket"]])
+    assert np.allclose(out, plain, atol=1e-5)  # the video's own vector is unchanged
+    decoder = VideoDecoder(VideoSettings(), min_side=EFFNET_LITE0.resize_side())
+    frames = decoder.decode(clips["chelsea+rocket"])
+    each = run(runner, image, [Image.fromarray(f) for f in frames.frames], first=2)
+    assert [(p.key, p.metadata) for p in parts[0]] == [
+        ("s0", {"start_s": 0.0, "end_s": 2.0}),
+        ("s1", {"start_s": 2.0, "end_s": 4.0}),
+    ]
+    for k, part in enumerate(parts[0]):
+        mine = [i for i, t in enumerate(frames.times_s) if k * 2.0 <= t < (k + 1) * 2.0]
+        expected = each[mine].mean(axis=0)
+        expected /= np.linalg.norm(expected)
+        assert float(part.vector @ expected) >= 0.9999
+    assert float(parts[0][0].vector @ parts[0][1].vector) < float(parts[0][0].vector @ out)

@@ -4,7 +4,6 @@ goes on in the others without a dead letter. Deletes reach the serving version f
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -13,42 +12,28 @@ from typing import Any
 
 import pytest
 
-from streamer.config.settings import FetchSettings
 from streamer.core.errors import StreamerError
 from streamer.core.messages import UploadMessage
-from streamer.core.stats import Stats
-from streamer.ingest.dedupe import DedupeCache
-from streamer.ingest.pipeline import IngestPipeline, IngestReport, Record
-from streamer.runner.context import Context
-from streamer.runner.plans import Plans
-from streamer.runner.runner import Runner
 from streamer.runner.topology import Topology
-from streamer.testing import InMemoryHashes, InMemoryVectorStore, fake_topology
+from streamer.testing import Partition, fake_topology
 
 POOL = ThreadPoolExecutor(2)
 V1, V2 = "text@1", "text@2"
 
 
-class Worker:
+class Worker(Partition):
     """An ingest pipeline whose view names both versions, and a set of tombstones."""
 
     def __init__(self, root: Path) -> None:
         self.topology = fake_topology("text", "text")
-        self.store = InMemoryVectorStore()
         self.tombstones: set[str] = set()
         self.reads = 0
-        plans = Plans(Context(FetchSettings(media_roots=(root,)), device="cpu"))
-        self.pipeline = IngestPipeline(
-            topologies=[self.topology],
-            plans=plans,
-            runner=Runner(POOL, POOL, batch_size=plans.batch_size),
-            store=self.store,
-            cache=DedupeCache(InMemoryHashes(), prefix="t"),  # type: ignore[arg-type]
-            stats=Stats(None, prefix="t"),
+        super().__init__(
+            [self.topology],
+            root,
             versions=self.versions,
             retired=lambda topology, version: version in self.tombstones,
         )
-        self.offset = 0
 
     def versions(self, topology: Topology) -> list[str]:
         self.reads += 1
@@ -56,13 +41,6 @@ class Worker:
 
     def collection(self, version: str) -> str:
         return self.topology.collection_name(version)
-
-    def send(self, *messages: UploadMessage) -> IngestReport:
-        records = []
-        for message in messages:
-            self.offset += 1
-            records.append(Record(message.to_bytes(), None, "media.uploads", 0, self.offset))
-        return asyncio.run(self.pipeline.process(records))
 
 
 def texts(*ids: str) -> list[UploadMessage]:
@@ -136,9 +114,9 @@ def test_deletes_reach_the_serving_version_first(worker: Worker) -> None:
     order: list[str] = []
     delete = worker.store.delete
 
-    def noted(name: str, ids: Sequence[str]) -> None:
+    def noted(name: str, ids: Sequence[str], *, with_parts: bool = False) -> None:
         order.append(name)
-        delete(name, ids)
+        delete(name, ids, with_parts=with_parts)
 
     worker.store.delete = noted  # type: ignore[method-assign]
     report = worker.send(UploadMessage(id="a", op="delete"))
