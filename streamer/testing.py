@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -166,14 +167,27 @@ class InMemoryVectorStore(VectorStore):
         return list(self._resolve(name).rows)
 
     def search(
-        self, name: str, vectors: npt.NDArray[np.float32], *, top_k: int, filter_expr: str = ""
+        self,
+        name: str,
+        vectors: npt.NDArray[np.float32],
+        *,
+        top_k: int,
+        filter_expr: str = "",
+        with_vectors: bool = False,
     ) -> list[list[SearchHit]]:
+        """Exact search; of filters, only ``not id in [...]`` (what the trainer sends)."""
         self._maybe_fail()
         self.search_calls += 1
         rows = list(self._resolve(name).rows.values())
+        excluded: set[str] = set()
+        if filter_expr:
+            if not filter_expr.startswith("not id in ["):
+                raise NotImplementedError(f"the in-memory store has no filter {filter_expr!r}")
+            excluded = set(json.loads(filter_expr[len("not id in ") :]))
         out = []
         for query in np.atleast_2d(vectors):
-            scored = sorted(rows, key=lambda r: -float(r.vector @ query))[:top_k]
+            kept = [r for r in rows if r.id not in excluded]
+            scored = sorted(kept, key=lambda r: -float(r.vector @ query))[:top_k]
             hits = [
                 SearchHit(
                     id=r.id,
@@ -182,6 +196,7 @@ class InMemoryVectorStore(VectorStore):
                     text=r.text or None,
                     metadata=r.metadata,
                     model_version=r.model_version,
+                    vector=r.vector if with_vectors else None,
                 )
                 for r in scored
             ]

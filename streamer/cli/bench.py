@@ -1,7 +1,8 @@
 """``streamer bench``: the ingest benchmark; ``bench search`` for the query service, ``bench
 sink`` for the Milvus sink, ``bench promote`` for searches during a rollout's promotion,
 ``bench decode`` for JPEG decoding (Pillow and OpenCV), ``bench produce`` for producers
-(confluent-kafka and aiokafka), ``bench video`` for the video topology."""
+(confluent-kafka and aiokafka), ``bench video`` for the video topology, ``bench trainer`` for
+the query trainer's loop."""
 
 from __future__ import annotations
 
@@ -223,5 +224,46 @@ def bench_video(videos: int, rounds: int, as_json: bool) -> None:
     from streamer.bench.video import run_video_bench
 
     figures = run_video_bench(load(), videos=videos, rounds=rounds, console=Console(stderr=as_json))
+    if as_json:
+        click.echo(json.dumps(figures))
+
+
+@bench.command("trainer")
+@click.option("--rounds", default=10, show_default=True, type=click.IntRange(1, 100))
+@click.option("--k", "labels", default=10, show_default=True, type=click.IntRange(1, 200),
+              help="Labels a round.")  # fmt: skip
+@click.option(
+    "--classes",
+    default="0,1,2,3,4,5,6,7,8,9",
+    show_default=True,
+    help="The digits trained for, one session each.",
+)
+@click.option(
+    "--photos", default=None, type=click.IntRange(100), help="Only the first N digits (of 1,797)."
+)
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
+def bench_trainer(
+    rounds: int, labels: int, classes: str, photos: int | None, as_json: bool
+) -> None:
+    """The query trainer's loop with an oracle annotator on scikit-learn's digits, embedded by
+    the image model: positives found per label against random sampling, and held-out F1."""
+    from rich.console import Console
+
+    from streamer.bench.trainer import run_trainer_bench
+
+    try:
+        chosen = sorted({int(c) for c in classes.split(",") if c.strip()})
+    except ValueError:
+        raise click.BadParameter("digits 0 to 9, comma-separated", param_hint="--classes") from None
+    if not chosen or not all(0 <= c <= 9 for c in chosen):
+        raise click.BadParameter("digits 0 to 9, comma-separated", param_hint="--classes")
+    figures = run_trainer_bench(
+        load(),
+        rounds=rounds,
+        k=labels,
+        classes=chosen,
+        photos=photos,
+        console=Console(stderr=as_json),
+    )
     if as_json:
         click.echo(json.dumps(figures))

@@ -37,6 +37,7 @@ __all__ = [
     "SearchSettings",
     "Settings",
     "StackSettings",
+    "TrainerSettings",
     "VideoSettings",
     "available_cores",
     "load_settings",
@@ -289,6 +290,25 @@ class VideoSettings(_Concern):
     )
 
 
+class TrainerSettings(_Concern):
+    """The query trainer: a linear classifier learnt from labels on search results."""
+
+    env_prefix = "STREAMER_TRAINER_"
+    learning_rate: float = Field(10.0, gt=0, le=1000, description="gradient step of a round")
+    steps: int = Field(500, ge=1, le=100_000, description="gradient steps over the labels a round")
+    round_size: int = Field(10, ge=1, le=200, description="results shown (to label) a round")
+    explore: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="share of a round's results taken at the decision boundary rather than "
+        "at the top: the labels that teach the classifier most",
+    )
+    balanced: bool = Field(
+        True, description="weigh positive and negative labels alike, however many of each"
+    )
+
+
 class SearchSettings(_Concern):
     env_prefix = "STREAMER_SEARCH_"
     window_ms: int = Field(
@@ -393,6 +413,7 @@ class Settings(BaseModel):
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     video: VideoSettings = Field(default_factory=VideoSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    trainer: TrainerSettings = Field(default_factory=TrainerSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
 
@@ -407,6 +428,7 @@ _CONCERNS: dict[str, type[_Concern]] = {
     "fetch": FetchSettings,
     "video": VideoSettings,
     "search": SearchSettings,
+    "trainer": TrainerSettings,
     "runtime": RuntimeSettings,
     "stack": StackSettings,
 }

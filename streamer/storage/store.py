@@ -194,6 +194,7 @@ class SearchHit:
     text: str | None
     metadata: dict[str, Any]
     model_version: str | None
+    vector: npt.NDArray[np.float32] | None = None  # when asked for (``with_vectors``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,9 +519,12 @@ class VectorStore:
         *,
         top_k: int,
         filter_expr: str = "",
+        with_vectors: bool = False,
     ) -> list[list[SearchHit]]:
-        """Top-k hits per query vector, best first."""
+        """Top-k hits per query vector, best first (inner product: the query vectors are
+        taken as given, not normalised); ``with_vectors``: each hit with its stored vector."""
         data = [v.astype(np.float32).tolist() for v in np.atleast_2d(vectors)]
+        fields = ["uri", "text", "metadata", "model_version", *(["vector"] if with_vectors else [])]
         results = self._call(
             "search",
             lambda: self.client.search(
@@ -528,7 +532,7 @@ class VectorStore:
                 data=data,
                 limit=top_k,
                 filter=filter_expr,
-                output_fields=["uri", "text", "metadata", "model_version"],
+                output_fields=fields,
                 search_params={"metric_type": "IP"},
                 consistency_level=self.settings.consistency_level,
             ),
@@ -543,6 +547,11 @@ class VectorStore:
                     text=h["entity"].get("text") or None,
                     metadata=_as_dict(h["entity"].get("metadata")),
                     model_version=h["entity"].get("model_version"),
+                    vector=(
+                        np.asarray(h["entity"]["vector"], dtype=np.float32)
+                        if with_vectors
+                        else None
+                    ),
                 )
                 for h in hits
             ]
