@@ -7,6 +7,7 @@ import sys
 import click
 
 from streamer.cli.bench import bench
+from streamer.cli.classifiers import classifiers
 from streamer.cli.clients import dlq, produce, search
 from streamer.cli.common import load
 from streamer.cli.rollout import rollout
@@ -30,7 +31,20 @@ def cli() -> None:
     configure_logging(runtime.log_level, runtime.log_format, third_party="CRITICAL")
 
 
-for command in (up, down, worker, produce, search, run, demo, topics, dlq, rollout, bench):
+for command in (
+    up,
+    down,
+    worker,
+    produce,
+    search,
+    run,
+    demo,
+    topics,
+    dlq,
+    rollout,
+    classifiers,
+    bench,
+):
     cli.add_command(command)
 
 

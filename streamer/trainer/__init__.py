@@ -5,11 +5,13 @@ without what was already seen; the labels go where they teach most (the top of t
 the decision boundary), not over the whole collection. ``learn`` fits, ``classifier`` is what
 is saved and scores new vectors, ``session`` runs the loop over any index of vectors (held in
 memory, or a collection of the vector store: ``store_index``); ``text_start`` makes an image
-query from a text through the image model's ImageNet classes.
+query from a text through the image model's ImageNet classes; ``saved`` keeps classifiers in
+Redis by name.
 """
 
-from streamer.trainer.classifier import Classifier
+from streamer.trainer.classifier import Classifier, ClassifierError
 from streamer.trainer.learn import fit, targets_of
+from streamer.trainer.saved import SavedClassifiers
 from streamer.trainer.session import Candidate, MemoryIndex, TrainingSession, VectorIndex
 from streamer.trainer.store_index import StoreIndex
 from streamer.trainer.text_start import ClassBridge, TextStart
@@ -18,7 +20,9 @@ __all__ = [
     "Candidate",
     "ClassBridge",
     "Classifier",
+    "ClassifierError",
     "MemoryIndex",
+    "SavedClassifiers",
     "StoreIndex",
     "TextStart",
     "TrainingSession",
