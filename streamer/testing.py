@@ -175,15 +175,15 @@ class InMemoryVectorStore(VectorStore):
         filter_expr: str = "",
         with_vectors: bool = False,
     ) -> list[list[SearchHit]]:
-        """Exact search; of filters, only ``not id in [...]`` (what the trainer sends)."""
+        """Exact search; of filters, only ``id not in [...]`` (what the trainer sends)."""
         self._maybe_fail()
         self.search_calls += 1
         rows = list(self._resolve(name).rows.values())
         excluded: set[str] = set()
         if filter_expr:
-            if not filter_expr.startswith("not id in ["):
+            if not filter_expr.startswith("id not in ["):
                 raise NotImplementedError(f"the in-memory store has no filter {filter_expr!r}")
-            excluded = set(json.loads(filter_expr[len("not id in ") :]))
+            excluded = set(json.loads(filter_expr[len("id not in ") :]))
         out = []
         for query in np.atleast_2d(vectors):
             kept = [r for r in rows if r.id not in excluded]

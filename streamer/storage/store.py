@@ -50,6 +50,7 @@ __all__ = [
     "VectorStore",
     "escape_literal",
     "id_filter",
+    "not_id_filter",
     "part_id",
     "parts_filter",
     "row_bytes",
@@ -85,6 +86,11 @@ def escape_literal(value: str) -> str:
 
 def id_filter(ids: Iterable[str]) -> str:
     return f"id in [{', '.join(escape_literal(i) for i in ids)}]"
+
+
+def not_id_filter(ids: Iterable[str]) -> str:
+    """Every id but ``ids`` (``id not in``: a Milvus 2.3 server takes no ``not`` before ``in``)."""
+    return f"id not in [{', '.join(escape_literal(i) for i in ids)}]"
 
 
 def part_id(asset_id: str, key: str) -> str:
@@ -128,7 +134,7 @@ def parts_filter(ids: Iterable[str], keep: Mapping[str, Sequence[str]] | None = 
     for asset_id in ids:
         clause = f"metadata[{escape_literal(PART_OF)}] == {escape_literal(asset_id)}"
         kept = (keep or {}).get(asset_id)
-        clauses.append(f"({clause} and not {id_filter(kept)})" if kept else clause)
+        clauses.append(f"({clause} and {not_id_filter(kept)})" if kept else clause)
     return " or ".join(clauses)
 
 

@@ -1,7 +1,7 @@
 """A training session's results from the vector store: one collection (a topology's version),
 searched with the classifier's weights as the query.
 
-The top of the ranking is a search that leaves out what the session has shown (``not id in
+The top of the ranking is a search that leaves out what the session has shown (``id not in
 [...]``: the user's rows are never changed). The decision boundary is found in the same
 ranking: a search deep enough to pass the threshold by ``k`` results holds every result above
 it and the ``k`` just below, so the ``k`` nearest the threshold are among them, exactly. It
@@ -16,7 +16,7 @@ from collections.abc import Collection
 
 import numpy as np
 
-from streamer.storage.store import SearchHit, VectorStore, id_filter
+from streamer.storage.store import SearchHit, VectorStore, not_id_filter
 from streamer.trainer.session import Vector
 
 __all__ = ["StoreIndex"]
@@ -37,7 +37,7 @@ class StoreIndex:
             self.collection,
             np.asarray(weights, dtype=np.float32)[None, :],
             top_k=k,
-            filter_expr=f"not {id_filter(sorted(exclude))}" if exclude else "",
+            filter_expr=not_id_filter(sorted(exclude)) if exclude else "",
             with_vectors=True,
         )
         return hits

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from streamer.core.errors import SinkError
-from streamer.storage.store import PART_OF, escape_literal, id_filter, part_id, parts_filter
+from streamer.storage.store import (
+    PART_OF,
+    escape_literal,
+    not_id_filter,
+    part_id,
+    parts_filter,
+)
 
 
 def test_a_parts_id_is_the_assets_with_its_key() -> None:
@@ -25,7 +31,7 @@ def test_the_parts_of_assets_are_found_by_the_asset_they_are_part_of() -> None:
 def test_the_parts_just_written_are_kept() -> None:
     keep = {"a": ["a#s0", "a#s1"]}
     assert parts_filter(["a", "b"], keep) == (
-        '(metadata["segment_of"] == "a" and not id in ["a#s0", "a#s1"])'
+        '(metadata["segment_of"] == "a" and id not in ["a#s0", "a#s1"])'
         ' or metadata["segment_of"] == "b"'
     )
     # an asset with nothing to keep (no parts now) loses every part it had
@@ -40,9 +46,9 @@ def test_quotes_and_backslashes_are_escaped() -> None:
     assert parts_filter([odd]) == f'metadata["segment_of"] == {escaped}'
     kept = part_id(odd, "s0")
     assert parts_filter([odd], {odd: [kept]}) == (
-        f'(metadata["segment_of"] == {escaped} and not {id_filter([kept])})'
+        f'(metadata["segment_of"] == {escaped} and {not_id_filter([kept])})'
     )
-    assert id_filter([kept]) == 'id in ["say \\"hi\\"\\\\now#s0"]'
+    assert not_id_filter([kept]) == 'id not in ["say \\"hi\\"\\\\now#s0"]'
 
 
 @pytest.mark.parametrize(
