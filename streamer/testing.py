@@ -163,7 +163,7 @@ class InMemoryVectorStore(VectorStore):
     def wait_searchable(self, name: str, *, timeout_s: float = 30.0, poll_s: float = 0.25) -> bool:
         return True  # reads its own writes, like milvus-lite
 
-    def ids(self, name: str) -> list[str]:
+    def ids(self, name: str, *, page: int = 1000) -> list[str]:
         return list(self._resolve(name).rows)
 
     def search(

@@ -499,24 +499,36 @@ class VectorStore:
             time.sleep(poll_s)
         return True
 
-    def ids(self, name: str) -> list[str]:
-        """Every id in ``name`` (for audits and tests; pages through the collection).
+    def ids(self, name: str, *, page: int = 1000) -> list[str]:
+        """Every id in ``name`` (for audits, rollouts and tests), read ``page`` at a time in
+        the order of the ids, each page after the last id of the one before, read-your-writes.
 
-        The iterator reads at the collection's default level (it takes no per-call level),
-        which ``ensure_collection`` makes Strong.
+        The pages are ours, not pymilvus's ``query_iterator``: it writes the last id into its
+        next filter unescaped, so an id holding ``"`` or ``\\`` ended the listing with an error.
         """
         out: list[str] = []
-        iterator = self._call(
-            "query_iterator",
-            lambda: self.client.query_iterator(name, batch_size=1000, output_fields=["id"]),
-            collection=name,
-        )
-        try:
-            while batch := self._call("query_iterator", iterator.next):
-                out.extend(row["id"] for row in batch)
-        finally:
-            iterator.close()
-        return out
+        last: str | None = None
+        while True:
+            where = f"id > {escape_literal(last)}" if last is not None else 'id != ""'
+            rows = self._call(
+                "list ids",
+                lambda where=where: self.client.query(  # type: ignore[misc]
+                    name,
+                    filter=where,
+                    output_fields=["id"],
+                    limit=page,
+                    consistency_level=READ_YOUR_WRITES,
+                    # the iterator's own mode: the smallest ids first, in order
+                    iterator="True",
+                    reduce_stop_for_best="True",
+                ),
+                collection=name,
+            )
+            batch = [str(row["id"]) for row in rows]
+            out += batch
+            if len(batch) < page:
+                return out
+            last = max(batch, key=lambda i: i.encode())  # the server orders ids by their bytes
 
     def search(
         self,

@@ -113,3 +113,20 @@ def test_an_alias_switches_and_a_drop_removes_it(settings: MilvusSettings) -> No
     assert again != first, "a collection created again has a new incarnation"
     assert store.alias_target(alias) == v1 and store.count(v1) == 0
     store.close()
+
+
+def test_every_id_is_listed_whatever_it_holds(settings: MilvusSettings) -> None:
+    """Ids with quotes, backslashes and non-ASCII, over several pages: each listed once (a
+    rollout's snapshot lists them so)."""
+    store = open_store(settings)
+    name = f"{settings.collection_prefix}odd_ids"
+    store.ensure_collection(name, DIM)
+    odd = ['say "hi"', "back\\slash", "é-accent", "a#s0", "x'y", " spaced ", "z"]
+    ids = odd + [f"n-{i:04d}" for i in range(230)]
+    vector = row(0).vector
+    rows = [VectorRow(i, vector, "h", "m@1", "text") for i in ids]
+    for start in range(0, len(rows), 100):
+        store.upsert(name, rows[start : start + 100])
+    listed = store.ids(name, page=50)  # five pages
+    assert len(listed) == len(set(listed)) == len(ids)
+    assert set(listed) == set(ids)
