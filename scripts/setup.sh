@@ -33,6 +33,21 @@ container_tools() {
 }
 container_tools
 
+# The search page's tests drive Debian's Chromium through its ChromeDriver (Selenium).
+browser_tools() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    return
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium and chromium-driver (apt)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+      || echo "setup: note: apt-get could not install chromium; the browser tests will skip" >&2
+  else
+    echo "setup: note: chromium missing (not root or no apt); the browser tests will skip" >&2
+  fi
+}
+browser_tools
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && "$VENV/bin/python" -c "import streamer" 2>/dev/null; then
   echo "setup: .venv is up to date"
   exit 0

@@ -18,6 +18,7 @@ from operators.timm_model import TimmModel
 from streamer.runner import BatchPolicy, ModelVersion, Topology
 
 __all__ = [
+    "CLASSIFIED_SPACES",
     "EFFNET_LITE0",
     "EFFNET_LITE0_B5_SPACE",
     "EFFNET_LITE0_SPACE",
@@ -41,6 +42,9 @@ EFFNET_LITE0 = TimmModel("efficientnet_lite0", efficientnet_lite0_weights, map_k
 #: them too, so photos and videos search each other
 EFFNET_LITE0_SPACE = "efficientnet_lite0:pre_logits"
 EFFNET_LITE0_B5_SPACE = "efficientnet_lite0:blocks.5"
+#: spaces whose model classifies into ImageNet's classes from them: a text query may start
+#: there from the classes its words match (:class:`streamer.trainer.ClassBridge`)
+CLASSIFIED_SPACES = {EFFNET_LITE0_SPACE: EFFNET_LITE0}
 
 IMAGE = Topology(
     name="image",

@@ -12,7 +12,7 @@ from streamer.cli.clients import dlq, produce, search
 from streamer.cli.common import load
 from streamer.cli.rollout import rollout
 from streamer.cli.run import run
-from streamer.cli.stack import demo, down, topics, up, worker
+from streamer.cli.stack import demo, down, topics, ui, up, worker
 from streamer.core.errors import StreamerError
 
 __all__ = ["cli", "main"]
@@ -43,6 +43,7 @@ for command in (
     dlq,
     rollout,
     classifiers,
+    ui,
     bench,
 ):
     cli.add_command(command)

@@ -86,3 +86,28 @@ def topics_create() -> None:
     for name in topic_names(kafka):
         click.echo(f"{name}: {'created' if name in report.created else 'exists'}")
     click.echo(f"{len(report.created)} created, {len(report.existing)} existed")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@topologies_option
+def ui(host: str, port: int, topology_specs: str | None) -> None:
+    """The search page: search the vector store by text, photo or asset id, with thumbnails
+    and filters."""
+    from aiohttp import web
+
+    from streamer.config.logs import configure_logging
+    from streamer.ui.app import build_app
+    from streamer.ui.search import PageSearch
+    from streamer.ui.thumbnails import Thumbnails
+
+    settings = load(topology_specs)
+    configure_logging(settings.runtime.log_level, settings.runtime.log_format)
+    search = PageSearch(settings, served(settings))
+    try:
+        click.echo(f"search page on http://{host}:{port}/")
+        app = build_app(search, Thumbnails(settings.fetch))
+        web.run_app(app, host=host, port=port, print=None, handle_signals=True)
+    finally:
+        search.close()

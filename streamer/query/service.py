@@ -21,7 +21,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +41,7 @@ from streamer.runner.runner import Runner
 from streamer.runner.topology import Topology
 from streamer.storage.store import VectorStore
 
-__all__ = ["Answer", "SearchService"]
+__all__ = ["Answer", "SearchService", "embedding_topology"]
 
 log = logging.getLogger(__name__)
 
@@ -376,26 +376,9 @@ class SearchService:
         return self.plans.get(query.topology, query.version)
 
     def _embedder(self, query: _Query) -> tuple[Topology, str]:
-        """Which topology and version embed ``query``: the searched ones, unless the query is
-        of another medium; then one of that medium's topologies whose version shares the
-        searched version's embedding space."""
-        topology = query.topology
+        """Which topology and version embed ``query``: see :func:`embedding_topology`."""
         kind = infer_media_type(query.request.uri, query.request.text)
-        if kind is None or kind == topology.media_type:
-            return topology, query.version
-        space = topology.space_of(query.version)
-        if space is not None:
-            for other in self.topologies.values():
-                if other.media_type != kind:
-                    continue
-                for version in other.versions():
-                    if other.space_of(version) == space:
-                        return other, version
-        article = "an" if kind[0] in "aeiou" else "a"
-        raise QueryError(
-            f"{article} {kind} query cannot search {topology.name!r} ({query.version}): no {kind} "
-            f"topology served here embeds into its space ({space or 'its own'})"
-        )
+        return embedding_topology(self.topologies.values(), query.topology, query.version, kind)
 
     async def _embed(self, group: list[_Query]) -> dict[int, str]:
         """Run one version's queries through its plan; returns the errors by query index."""
@@ -439,6 +422,30 @@ class SearchService:
                 for h in hits[: query.request.top_k]
             ]
         return None
+
+
+def embedding_topology(
+    served: Iterable[Topology], topology: Topology, version: str, kind: str | None
+) -> tuple[Topology, str]:
+    """Which topology and version embed a query of medium ``kind`` that searches ``version``
+    of ``topology``: those, when the query is of its medium (or of none); else one of
+    ``served`` of the query's medium whose version shares the searched version's embedding
+    space. Raises :class:`QueryError` naming the space when none does."""
+    if kind is None or kind == topology.media_type:
+        return topology, version
+    space = topology.space_of(version)
+    if space is not None:
+        for other in served:
+            if other.media_type != kind:
+                continue
+            for candidate in other.versions():
+                if other.space_of(candidate) == space:
+                    return other, candidate
+    article = "an" if kind[0] in "aeiou" else "a"
+    raise QueryError(
+        f"{article} {kind} query cannot search {topology.name!r} ({version}): no {kind} "
+        f"topology served here embeds into its space ({space or 'its own'})"
+    )
 
 
 def _unit(values: list[float]) -> npt.NDArray[np.float32]:

@@ -1,0 +1,1 @@
+"""``streamer ui``: a search page over the vector store (and, next, the query trainer)."""

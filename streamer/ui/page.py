@@ -1,0 +1,134 @@
+"""The search page: one HTML document with its style and script (no build step, no CDN)."""
+
+from __future__ import annotations
+
+__all__ = ["PAGE"]
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>streamer search</title>
+<style>
+  body { font: 15px/1.4 system-ui, sans-serif; margin: 0; background: #f6f7f9; color: #1c2430; }
+  header { background: #1c2430; color: #fff; padding: 12px 20px; font-weight: 600; }
+  form { display: grid; grid-template-columns: repeat(auto-fit, minmax(180px, 1fr));
+         gap: 10px; padding: 16px 20px; background: #fff; border-bottom: 1px solid #dde1e6; }
+  label { display: flex; flex-direction: column; font-size: 12px; color: #556; gap: 4px; }
+  input, select, textarea, button { font: inherit; padding: 6px 8px; border: 1px solid #c7ccd4;
+         border-radius: 6px; }
+  textarea { min-height: 34px; }
+  button { background: #2d6cdf; color: #fff; border: none; cursor: pointer; align-self: end; }
+  #message { margin: 12px 20px; padding: 10px 12px; border-radius: 6px; display: none; }
+  #message.error { display: block; background: #fde8e8; color: #8a1c1c; }
+  #message.info { display: block; background: #e8f0fd; color: #1c3f8a; }
+  #results { display: grid; grid-template-columns: repeat(auto-fill, minmax(200px, 1fr));
+         gap: 14px; padding: 0 20px 30px; }
+  .hit { background: #fff; border: 1px solid #dde1e6; border-radius: 8px; overflow: hidden; }
+  .hit img { width: 100%; height: 180px; object-fit: cover; background: #eef0f3; display: block; }
+  .hit .text { padding: 10px; height: 160px; overflow: auto; font-size: 13px; }
+  .hit .meta { padding: 8px 10px; font-size: 12px; color: #445; border-top: 1px solid #eef0f3; }
+  .hit .id { font-weight: 600; word-break: break-all; }
+</style>
+</head>
+<body>
+<header>streamer &middot; search</header>
+<form id="search">
+  <label>topology <select name="topology" id="topology"></select></label>
+  <label>text <input name="text" id="text" placeholder="a cup of coffee"></label>
+  <label>or a photo <input type="file" name="image" id="image" accept="image/*"></label>
+  <label>or an asset id <input name="id" id="asset" placeholder="photo-coffee"></label>
+  <label>filter (key=value, one a line) <textarea name="filter" id="filter"></textarea></label>
+  <label>top-k <input name="top_k" id="topk" type="number" min="1" max="100" value="12"></label>
+  <button type="submit" id="go">Search</button>
+</form>
+<div id="message"></div>
+<div id="results"></div>
+<script>
+const form = document.getElementById("search");
+const message = document.getElementById("message");
+const results = document.getElementById("results");
+
+function say(text, kind) {
+  message.textContent = text;
+  message.className = text ? kind : "";
+}
+
+function card(hit, topology) {
+  const div = document.createElement("div");
+  div.className = "hit";
+  div.dataset.id = hit.id;
+  if (hit.thumbnail) {
+    const img = document.createElement("img");
+    img.alt = hit.id;
+    img.loading = "lazy";
+    const query = new URLSearchParams({topology: topology, id: hit.id});
+    img.src = "/thumb?" + query.toString();
+    div.appendChild(img);
+  } else {
+    const text = document.createElement("div");
+    text.className = "text";
+    text.textContent = hit.text || hit.uri || "";
+    div.appendChild(text);
+  }
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const id = document.createElement("div");
+  id.className = "id";
+  id.textContent = hit.id;
+  const score = document.createElement("div");
+  score.className = "score";
+  score.textContent = "score " + hit.score.toFixed(3);
+  const fields = document.createElement("div");
+  fields.textContent = Object.entries(hit.metadata || {}).map(([k, v]) => k + ": " + v).join(" · ");
+  meta.append(id, score, fields);
+  div.appendChild(meta);
+  return div;
+}
+
+async function topologies() {
+  const answer = await fetch("/api/topologies");
+  const list = await answer.json();
+  const select = document.getElementById("topology");
+  for (const t of list) {
+    const option = document.createElement("option");
+    option.value = t.name;
+    option.textContent = t.name + " (" + t.media_type + "; filters: " + t.fields.join(", ") + ")";
+    select.appendChild(option);
+  }
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  say("searching…", "info");
+  results.replaceChildren();
+  let answer;
+  try {
+    answer = await fetch("/api/search", {method: "POST", body: new FormData(form)});
+  } catch (failure) {
+    say("the server cannot be reached: " + failure, "error");
+    return;
+  }
+  let body;
+  try {
+    body = await answer.json();
+  } catch (failure) {
+    say("the server answered " + answer.status + " without a message", "error");
+    return;
+  }
+  if (!answer.ok) {
+    say(body.error || ("error " + answer.status), "error");
+    return;
+  }
+  const found = body.hits.length + " results from " + body.collection;
+  say(found + ", searched with " + body.via, "info");
+  for (const hit of body.hits) results.appendChild(card(hit, body.topology));
+  document.body.dataset.searches = String(Number(document.body.dataset.searches || 0) + 1);
+});
+
+topologies();
+</script>
+</body>
+</html>
+"""

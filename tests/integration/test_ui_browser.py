@@ -1,0 +1,171 @@
+"""The search page in a real browser (Debian's Chromium, headless, driven by Selenium through
+its ChromeDriver) against ``streamer ui`` on the embedded stack, the sample photos indexed by a
+real worker: a photo and a text find their photo with thumbnails drawn, bad input of each kind
+is a message on the page (never a trace). Screenshots go to ``screenshots/`` (or
+``$STREAMER_SCREENSHOTS``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from operators.fetch import path_to_uri
+from streamer.config.settings import settings_env
+from streamer.core.messages import UploadMessage
+from streamer.demo.samples import write_photos
+from streamer.ingest.producer import publish
+from streamer.stack.processes import free_port, terminate
+from tests.integration.conftest import Scenario, wait_for
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = Path(os.environ.get("STREAMER_SCREENSHOTS", ROOT / "screenshots"))
+
+
+@pytest.fixture
+def page(scenario: Scenario) -> Iterator[tuple[Any, str, dict[str, Path]]]:
+    """A browser, the page's address and the photos indexed behind it."""
+    if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
+        pytest.skip("chromium and chromium-driver are not installed (scripts/setup.sh does it)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    photos = write_photos(scenario.media)
+    uploads = [UploadMessage(id=f"photo-{n}", uri=path_to_uri(p)) for n, p in photos.items()]
+    asyncio.run(publish(scenario.settings.kafka, uploads))
+    scenario.start_worker(STREAMER_TOPOLOGIES="topologies:IMAGE,topologies:TEXT")
+    wait_for("the photos indexed", lambda: scenario.count("image") == len(photos), timeout_s=300)
+
+    port = free_port()
+    env = {**os.environ, **settings_env(scenario.settings)}
+    log = open(scenario.logs / "ui.log", "wb")  # noqa: SIM115 (closed below)
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "ui", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    address = f"http://127.0.0.1:{port}/"
+
+    def up() -> bool:
+        assert ui.poll() is None, (scenario.logs / "ui.log").read_text()[-3000:]
+        try:
+            with urllib.request.urlopen(address + "healthz", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    wait_for("the search page", up, timeout_s=120)
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                 "--window-size=1280,1000"):  # fmt: skip
+        options.add_argument(flag)
+    browser = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    browser.set_page_load_timeout(60)
+    try:
+        yield browser, address, photos
+    finally:
+        browser.quit()
+        terminate(ui)
+        log.close()
+
+
+def search(browser: Any, address: str, **fields: str) -> None:
+    """Fill the form afresh and submit it; wait for the page to say something."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(address)
+    options = (By.CSS_SELECTOR, "#topology option")
+    wait_for("the topologies", lambda: len(browser.find_elements(*options)) > 0)
+    Select(browser.find_element(By.ID, "topology")).select_by_value(fields.pop("topology", "image"))
+    for name, value in fields.items():
+        element = browser.find_element(By.ID, name)
+        if element.get_attribute("type") != "file":
+            element.clear()
+        element.send_keys(value)
+    browser.find_element(By.ID, "go").click()
+    wait_for(
+        "an answer on the page",
+        lambda: browser.find_element(By.ID, "message").text not in ("", "searching…"),
+        timeout_s=180,
+    )
+
+
+def shown(browser: Any) -> tuple[str, str, list[str]]:
+    """The message's class and text, and the ids of the results, in order."""
+    from selenium.webdriver.common.by import By
+
+    message = browser.find_element(By.ID, "message")
+    hits = browser.find_elements(By.CSS_SELECTOR, "#results .hit")
+    return message.get_attribute("class"), message.text, [h.get_attribute("data-id") for h in hits]
+
+
+def thumbnails_drawn(browser: Any) -> int:
+    return int(
+        browser.execute_script(
+            "return [...document.querySelectorAll('#results img')]"
+            ".filter(i => i.complete && i.naturalWidth > 0).length"
+        )
+    )
+
+
+def shot(browser: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def test_a_photo_and_a_text_find_their_photo_with_thumbnails(
+    page: tuple[Any, str, dict[str, Path]],
+) -> None:
+    browser, address, photos = page
+    search(browser, address, image=str(photos["coffee"]))
+    kind, text, ids = shown(browser)
+    assert kind == "info" and "searched with image" in text, text
+    assert ids[0] == "photo-coffee" and len(ids) == 12
+    wait_for("the thumbnails drawn", lambda: thumbnails_drawn(browser) == 12, timeout_s=60)
+    shot(browser, "search-by-photo")
+
+    # no text model shares the photos' space: the words start from the image model's classes
+    search(browser, address, text="a cup of coffee")
+    kind, text, ids = shown(browser)
+    assert kind == "info" and "coffee mug" in text, text
+    assert ids[0] == "photo-coffee"
+    wait_for("the thumbnails drawn", lambda: thumbnails_drawn(browser) == len(ids), timeout_s=60)
+    shot(browser, "search-by-text")
+
+    search(browser, address, asset="photo-chelsea", topk="3")
+    assert shown(browser)[2][0] == "photo-chelsea"
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"image": "junk"}, "not an image"),
+        ({"asset": "photo-nobody"}, "no asset 'photo-nobody'"),
+        ({"text": "cats", "filter": 'tenant"] == 1 or 1 == 1'}, "cannot filter on"),
+        ({"text": "cats", "image": "junk"}, "one of: a text, a photo, or an asset"),
+    ],
+)
+def test_bad_input_is_a_message_on_the_page(
+    page: tuple[Any, str, dict[str, Path]], tmp_path: Path, fields: dict[str, str], says: str
+) -> None:
+    browser, address, _ = page
+    if "image" in fields:  # a hostile upload: random bytes under a photo's name
+        junk = tmp_path / "holiday.jpg"
+        junk.write_bytes(os.urandom(200_000))
+        fields = {**fields, "image": str(junk)}
+    search(browser, address, **fields)
+    kind, text, ids = shown(browser)
+    assert kind == "error" and says in text, text
+    assert ids == [] and "Traceback" not in browser.page_source
+    shot(browser, "refused-" + says.split()[0].lower().strip("'"))
