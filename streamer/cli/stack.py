@@ -94,20 +94,21 @@ def topics_create() -> None:
 @topologies_option
 def ui(host: str, port: int, topology_specs: str | None) -> None:
     """The search page: search the vector store by text, photo or asset id, with thumbnails
-    and filters."""
+    and filters; train a classifier from the results."""
     from aiohttp import web
 
     from streamer.config.logs import configure_logging
     from streamer.ui.app import build_app
     from streamer.ui.search import PageSearch
     from streamer.ui.thumbnails import Thumbnails
+    from streamer.ui.trainer import PageTrainer
 
     settings = load(topology_specs)
     configure_logging(settings.runtime.log_level, settings.runtime.log_format)
     search = PageSearch(settings, served(settings))
     try:
         click.echo(f"search page on http://{host}:{port}/")
-        app = build_app(search, Thumbnails(settings.fetch))
+        app = build_app(search, Thumbnails(settings.fetch), PageTrainer(search))
         web.run_app(app, host=host, port=port, print=None, handle_signals=True)
     finally:
         search.close()

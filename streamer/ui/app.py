@@ -4,8 +4,12 @@
 ``POST /api/search`` a multipart form (``topology``, one of ``text``, ``id`` or an ``image``
 file, ``top_k``, ``filter`` as ``key=value`` lines) answered with the hits; ``GET /thumb?
 topology=T&id=ID`` a small JPEG of a stored photo (only stored rows' URIs are ever fetched,
-through the upload guards). A refusal is a 4xx with ``{"error": ...}`` saying why; an upload
-over ``STREAMER_FETCH_MAX_BYTES`` is refused before it is read whole.
+through the upload guards). The trainer: ``POST /api/trainer`` (the search form, or
+``classifier``: a saved one's name) starts a session and answers its first round; ``POST
+/api/trainer/{session}/train`` (``{"labels": {id: -1..1}}``), ``.../reset`` and ``.../save``
+(``{"name", "replace"}``); ``GET /api/classifiers`` the saved ones. A refusal is a 4xx with
+``{"error": ...}`` saying why; an upload over ``STREAMER_FETCH_MAX_BYTES`` is refused before
+it is read whole.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from typing import Any
 
 from aiohttp import web
 
-from streamer.core.errors import StageError
+from streamer.core.errors import StageError, TransientError
+from streamer.trainer import ClassifierError
 from streamer.ui.page import PAGE
 from streamer.ui.search import PageError, PageQuery, PageSearch
 from streamer.ui.thumbnails import Thumbnails
+from streamer.ui.trainer import PageTrainer
 
 __all__ = ["build_app"]
 
@@ -39,8 +45,10 @@ async def _refusals(request: web.Request, handler: Handler) -> web.StreamRespons
     """Every failure as a short JSON message: never a trace on the page."""
     try:
         return await handler(request)
-    except PageError as exc:
+    except (PageError, ClassifierError) as exc:
         return _error(400, str(exc))
+    except TransientError as exc:
+        return _error(503, f"{exc}: try again")
     except web.HTTPRequestEntityTooLarge as exc:
         return _error(413, f"the upload is too large: {exc.text or 'over the limit'}")
     except web.HTTPException:
@@ -91,7 +99,19 @@ async def _query_of(request: web.Request) -> PageQuery:
     )
 
 
-def build_app(search: PageSearch, thumbnails: Thumbnails) -> web.Application:
+async def _json(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise PageError("send JSON") from None
+    if not isinstance(body, dict):
+        raise PageError("send a JSON object")
+    return body
+
+
+def build_app(
+    search: PageSearch, thumbnails: Thumbnails, trainer: PageTrainer | None = None
+) -> web.Application:
     app = web.Application(
         middlewares=[_refusals], client_max_size=search.settings.fetch.max_bytes + 64 * 1024
     )
@@ -129,7 +149,43 @@ def build_app(search: PageSearch, thumbnails: Thumbnails) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    async def train_start(request: web.Request) -> web.Response:
+        assert trainer is not None
+        classifier = None
+        if request.content_type == "application/json":
+            body = await _json(request)
+            query = PageQuery(topology=str(body.get("topology", "")))
+            classifier = str(body.get("classifier") or "") or None
+        else:
+            query = await _query_of(request)
+        return web.json_response(await trainer.start(query, classifier))
+
+    async def train_step(request: web.Request) -> web.Response:
+        assert trainer is not None
+        session, step = request.match_info["session"], request.match_info["step"]
+        body = await _json(request)
+        if step == "train":
+            labels = body.get("labels", {})
+            if not isinstance(labels, dict):
+                raise PageError("labels map ids to numbers from -1 to +1")
+            return web.json_response(await trainer.train(session, labels))
+        if step == "reset":
+            return web.json_response(await trainer.reset(session))
+        if step == "save":
+            name = str(body.get("name", "")).strip()
+            saved = await trainer.save(session, name, replace=bool(body.get("replace")))
+            return web.json_response(saved)
+        raise web.HTTPNotFound()
+
+    async def classifiers(_: web.Request) -> web.Response:
+        assert trainer is not None
+        return web.json_response(await trainer.classifiers())
+
     app.router.add_get("/", page)
+    if trainer is not None:
+        app.router.add_post("/api/trainer", train_start)
+        app.router.add_post("/api/trainer/{session}/{step}", train_step)
+        app.router.add_get("/api/classifiers", classifiers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/topologies", topologies)
     app.router.add_post("/api/search", do_search)

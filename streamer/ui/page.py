@@ -30,6 +30,15 @@ PAGE = """<!doctype html>
   .hit .text { padding: 10px; height: 160px; overflow: auto; font-size: 13px; }
   .hit .meta { padding: 8px 10px; font-size: 12px; color: #445; border-top: 1px solid #eef0f3; }
   .hit .id { font-weight: 600; word-break: break-all; }
+  .hit input[type=range] { width: 100%; box-sizing: border-box; margin: 6px 0 0; }
+  .hit .why { font-size: 11px; color: #667; }
+  #trainer { margin: 0 20px 30px; padding: 14px; background: #fff; border: 1px solid #dde1e6;
+         border-radius: 8px; }
+  #trainer h2 { margin: 0 0 10px; font-size: 17px; }
+  #trainer .controls { display: flex; flex-wrap: wrap; gap: 8px; align-items: end; }
+  #round { display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr));
+         gap: 12px; margin-top: 12px; }
+  #train-status { margin-top: 10px; font-size: 13px; color: #334; }
 </style>
 </head>
 <body>
@@ -45,6 +54,23 @@ PAGE = """<!doctype html>
 </form>
 <div id="message"></div>
 <div id="results"></div>
+<section id="trainer">
+  <h2>Train a classifier on these results</h2>
+  <div class="controls">
+    <button type="button" id="train-start">Start from the query above</button>
+    <label>or a saved classifier <select id="saved"></select></label>
+    <button type="button" id="train-saved">Go on training it</button>
+    <button type="button" id="train" disabled>Train on my labels</button>
+    <button type="button" id="reset" disabled>Reset</button>
+    <input id="name" placeholder="a name, e.g. coffee-cups">
+    <button type="button" id="save" disabled>Save</button>
+  </div>
+  <div id="train-status">Search, then start: each round shows results not seen yet; move a
+  slider from -1 (no) to +1 (yes) on those you can tell, then train.</div>
+  <div id="round"></div>
+  <h3>Saved classifiers</h3>
+  <ul id="classifiers"></ul>
+</section>
 <script>
 const form = document.getElementById("search");
 const message = document.getElementById("message");
@@ -127,7 +153,113 @@ form.addEventListener("submit", async (event) => {
   document.body.dataset.searches = String(Number(document.body.dataset.searches || 0) + 1);
 });
 
+let session = null;
+const round = document.getElementById("round");
+const status = document.getElementById("train-status");
+
+async function call(url, options) {
+  let answer;
+  try {
+    answer = await fetch(url, options);
+  } catch (failure) {
+    say("the server cannot be reached: " + failure, "error");
+    return null;
+  }
+  let body = null;
+  try { body = await answer.json(); } catch (failure) { body = null; }
+  if (!answer.ok) {
+    say((body && body.error) || ("error " + answer.status), "error");
+    return null;
+  }
+  return body;
+}
+
+function json(body) {
+  return {method: "POST", headers: {"Content-Type": "application/json"},
+          body: JSON.stringify(body)};
+}
+
+function showRound(body) {
+  round.replaceChildren();
+  for (const c of body.candidates) {
+    const hit = card({id: c.id, score: c.logit, thumbnail: c.thumbnail, text: c.uri,
+                      metadata: {}}, body.topology);
+    const why = document.createElement("div");
+    why.className = "why";
+    why.textContent = c.why === "boundary" ? "near the boundary" : "top of the ranking";
+    const slider = document.createElement("input");
+    slider.type = "range"; slider.min = "-1"; slider.max = "1"; slider.step = "0.5";
+    slider.value = "0"; slider.dataset.id = c.id; slider.className = "label";
+    hit.querySelector(".meta").append(why, slider);
+    round.appendChild(hit);
+  }
+  status.textContent = "round " + body.round + ": " + body.candidates.length + " results; " +
+    body.labels + " labels so far (" + body.positives + " positive)";
+  for (const id of ["train", "reset", "save"]) document.getElementById(id).disabled = false;
+  document.body.dataset.rounds = String(body.round);
+}
+
+async function classifiers() {
+  const list = await call("/api/classifiers");
+  if (!list) return;
+  const ul = document.getElementById("classifiers");
+  const saved = document.getElementById("saved");
+  ul.replaceChildren(); saved.replaceChildren();
+  for (const c of list) {
+    const li = document.createElement("li");
+    li.dataset.name = c.name;
+    li.textContent = c.name + " (" + c.topology + ", " + c.model_version + ", " + c.labels +
+      " labels, " + c.positives + " positive)";
+    ul.appendChild(li);
+    const option = document.createElement("option");
+    option.value = c.name; option.textContent = c.name;
+    saved.appendChild(option);
+  }
+}
+
+document.getElementById("train-start").addEventListener("click", async () => {
+  say("starting a training session…", "info");
+  const body = await call("/api/trainer", {method: "POST", body: new FormData(form)});
+  if (!body) return;
+  session = body.session;
+  say("training from " + body.via, "info");
+  showRound(body);
+});
+
+document.getElementById("train-saved").addEventListener("click", async () => {
+  const name = document.getElementById("saved").value;
+  const topology = document.getElementById("topology").value;
+  const body = await call("/api/trainer", json({topology: topology, classifier: name}));
+  if (!body) return;
+  session = body.session;
+  say("training from " + body.via, "info");
+  showRound(body);
+});
+
+document.getElementById("train").addEventListener("click", async () => {
+  const labels = {};
+  for (const slider of round.querySelectorAll("input.label")) {
+    if (Number(slider.value) !== 0) labels[slider.dataset.id] = Number(slider.value);
+  }
+  const body = await call("/api/trainer/" + session + "/train", json({labels: labels}));
+  if (body) { say("trained on " + Object.keys(labels).length + " new labels", "info");
+              showRound(body); }
+});
+
+document.getElementById("reset").addEventListener("click", async () => {
+  const body = await call("/api/trainer/" + session + "/reset", json({}));
+  if (body) { say("started again from the query", "info"); showRound(body); }
+});
+
+document.getElementById("save").addEventListener("click", async () => {
+  const name = document.getElementById("name").value.trim();
+  const body = await call("/api/trainer/" + session + "/save", json({name: name}));
+  if (body) { say("saved " + body.saved + " (" + body.labels + " labels)", "info");
+              classifiers(); }
+});
+
 topologies();
+classifiers();
 </script>
 </body>
 </html>

@@ -103,7 +103,7 @@ class PageSearch:
         except QueryError as exc:
             raise PageError(str(exc)) from exc
         collection = await loop.run_in_executor(None, self.collection, topology)
-        vector, via = await self._vector(topology, query)
+        vector, via = await self.query_vector(topology, query)
         (hits,) = await loop.run_in_executor(
             None,
             lambda: self.store.search(
@@ -128,7 +128,7 @@ class PageSearch:
             ],
         }
 
-    async def _vector(self, topology: Topology, query: PageQuery) -> tuple[Vector, str]:
+    async def query_vector(self, topology: Topology, query: PageQuery) -> tuple[Vector, str]:
         """The query's vector, and how it was made (said on the page)."""
         loop = asyncio.get_running_loop()
         if query.asset_id:

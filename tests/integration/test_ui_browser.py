@@ -1,8 +1,9 @@
 """The search page in a real browser (Debian's Chromium, headless, driven by Selenium through
 its ChromeDriver) against ``streamer ui`` on the embedded stack, the sample photos indexed by a
 real worker: a photo and a text find their photo with thumbnails drawn, bad input of each kind
-is a message on the page (never a trace). Screenshots go to ``screenshots/`` (or
-``$STREAMER_SCREENSHOTS``)."""
+is a message on the page (never a trace); a training round labelled with the sliders shows
+results not seen before, and a saved classifier is listed. Screenshots go to ``screenshots/``
+(or ``$STREAMER_SCREENSHOTS``)."""
 
 from __future__ import annotations
 
@@ -119,7 +120,23 @@ def thumbnails_drawn(browser: Any) -> int:
     )
 
 
-def shot(browser: Any, name: str) -> None:
+def rounds(browser: Any) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(browser.find_element(By.TAG_NAME, "body").get_attribute("data-rounds"))
+
+
+def round_ids(browser: Any) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    cards = browser.find_elements(By.CSS_SELECTOR, "#round .hit")
+    return [card.get_attribute("data-id") for card in cards]
+
+
+def shot(browser: Any, name: str, at: str | None = None) -> None:
+    """A screenshot of the window, scrolled to the element ``at`` (a CSS selector) if given."""
+    if at is not None:
+        browser.execute_script(f"document.querySelector({at!r}).scrollIntoView()")
     SHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SHOTS / f"{name}.png"))
 
@@ -147,25 +164,60 @@ def test_a_photo_and_a_text_find_their_photo_with_thumbnails(
     assert shown(browser)[2][0] == "photo-chelsea"
 
 
-@pytest.mark.parametrize(
-    ("fields", "says"),
-    [
-        ({"image": "junk"}, "not an image"),
-        ({"asset": "photo-nobody"}, "no asset 'photo-nobody'"),
-        ({"text": "cats", "filter": 'tenant"] == 1 or 1 == 1'}, "cannot filter on"),
-        ({"text": "cats", "image": "junk"}, "one of: a text, a photo, or an asset"),
-    ],
-)
+BAD = [
+    ({"image": "junk"}, "not an image"),
+    ({"asset": "photo-nobody"}, "no asset 'photo-nobody'"),
+    ({"text": "cats", "filter": 'tenant"] == 1 or 1 == 1'}, "cannot filter on"),
+    ({"text": "cats", "image": "junk"}, "one of: a text, a photo, or an asset"),
+]
+
+
 def test_bad_input_is_a_message_on_the_page(
-    page: tuple[Any, str, dict[str, Path]], tmp_path: Path, fields: dict[str, str], says: str
+    page: tuple[Any, str, dict[str, Path]], tmp_path: Path
 ) -> None:
     browser, address, _ = page
-    if "image" in fields:  # a hostile upload: random bytes under a photo's name
-        junk = tmp_path / "holiday.jpg"
-        junk.write_bytes(os.urandom(200_000))
-        fields = {**fields, "image": str(junk)}
-    search(browser, address, **fields)
-    kind, text, ids = shown(browser)
-    assert kind == "error" and says in text, text
-    assert ids == [] and "Traceback" not in browser.page_source
-    shot(browser, "refused-" + says.split()[0].lower().strip("'"))
+    junk = tmp_path / "holiday.jpg"  # a hostile upload: random bytes under a photo's name
+    junk.write_bytes(os.urandom(200_000))
+    for fields, says in BAD:
+        if "image" in fields:
+            fields = {**fields, "image": str(junk)}
+        search(browser, address, **fields)
+        kind, text, ids = shown(browser)
+        assert kind == "error" and says in text, (fields, text)
+        assert ids == [] and "Traceback" not in browser.page_source
+        shot(browser, "refused-" + says.split()[0].lower().strip("'"))
+
+
+def test_a_training_round_changes_the_results_and_a_saved_classifier_is_listed(
+    page: tuple[Any, str, dict[str, Path]],
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser, address, photos = page
+    search(browser, address, text="a cup of coffee")
+    browser.find_element(By.ID, "train-start").click()
+    wait_for("the first round", lambda: rounds(browser) == "1", timeout_s=120)
+    first = round_ids(browser)
+    assert len(first) == 10 and first[0] == "photo-coffee", first
+    # the coffee is a yes, the rest no: the sliders moved as a user moves them
+    browser.execute_script(
+        "for (const s of document.querySelectorAll('#round input.label')) {"
+        " s.value = s.dataset.id === 'photo-coffee' ? '1' : '-1';"
+        " s.dispatchEvent(new Event('input')); }"
+    )
+    shot(browser, "trainer-round-1", at="#trainer")
+    browser.find_element(By.ID, "train").click()
+    wait_for("the second round", lambda: rounds(browser) == "2", timeout_s=120)
+    second = round_ids(browser)
+    assert second and not set(second) & set(first), (first, second)  # nothing shown twice
+    assert len(first) + len(second) == len(photos)
+    assert "10 labels so far (1 positive)" in browser.find_element(By.ID, "train-status").text
+
+    browser.find_element(By.ID, "name").send_keys("coffee-finder")
+    browser.find_element(By.ID, "save").click()
+    listed = (By.CSS_SELECTOR, "#classifiers li[data-name='coffee-finder']")
+    wait_for("the saved classifier listed", lambda: len(browser.find_elements(*listed)) == 1)
+    assert "10 labels, 1 positive" in browser.find_element(*listed).text
+    shot(browser, "trainer-saved", at="#trainer")
+    browser.find_element(By.ID, "save").click()  # the same name again: refused, said
+    wait_for("the refusal", lambda: "saved already" in browser.find_element(By.ID, "message").text)
