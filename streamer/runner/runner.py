@@ -194,9 +194,9 @@ class Runner:
         for i, value in enumerate(values):
             if isinstance(value, StageError):
                 continue
-            given = value.parts if isinstance(value, WithParts) else ()
-            checked = [_checked(plan, value.vector if given else value)]
-            checked += [_checked(plan, part.vector, part.key) for part in given]
+            parted = isinstance(value, WithParts)
+            own, given = (value.vector, value.parts) if parted else (value, ())
+            checked = [_checked(plan, own), *(_checked(plan, p.vector, p.key) for p in given)]
             error = next((c for c in checked if isinstance(c, EmbedError)), None)
             if error is not None:
                 values[i] = error
@@ -212,8 +212,6 @@ class Runner:
 def _checked(plan: Plan, value: Any, part: str | None = None) -> Any:
     """``value`` as a float32 vector of the plan's length, or the error saying why not."""
     what = f"topology {plan.topology.name!r} gave" + (f" (part {part!r})" if part else "")
-    if isinstance(value, WithParts):
-        value = value.vector
     try:
         vector = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError) as exc:

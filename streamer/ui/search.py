@@ -103,7 +103,8 @@ class PageSearch:
         except QueryError as exc:
             raise PageError(str(exc)) from exc
         collection = await loop.run_in_executor(None, self.collection, topology)
-        vector, via = await self.query_vector(topology, query)
+        serving = await loop.run_in_executor(None, self.store.model_version, collection)
+        vector, via = await self.query_vector(topology, query, serving)
         (hits,) = await loop.run_in_executor(
             None,
             lambda: self.store.search(
@@ -128,36 +129,46 @@ class PageSearch:
             ],
         }
 
-    async def query_vector(self, topology: Topology, query: PageQuery) -> tuple[Vector, str]:
-        """The query's vector, and how it was made (said on the page)."""
+    async def query_vector(
+        self, topology: Topology, query: PageQuery, serving: str | None
+    ) -> tuple[Vector, str]:
+        """The query's vector for the collection ``serving`` (its model version; ``None``: the
+        declared one), and how it was made (said on the page)."""
         loop = asyncio.get_running_loop()
         if query.asset_id:
             row = await loop.run_in_executor(None, self.row, topology, query.asset_id)
             assert row.vector is not None
             return np.asarray(row.vector, dtype=np.float32), f"the vector of {query.asset_id!r}"
+        version = serving or topology.model_version
+        if version not in topology.versions():
+            raise PageError(
+                f"{topology.name!r} is served by {version!r}, which this page's topology does "
+                f"not declare ({topology.versions()}): search with an asset's id"
+            )
         kind = "image" if query.image else "text"
-        version = topology.model_version
         try:
             embedder, embed_version = embedding_topology(
                 self.topologies.values(), topology, version, kind
             )
         except QueryError as exc:
-            if kind == "text" and query.text:
-                return await self._from_classes(topology, query.text)
+            if query.text:
+                return await self._from_classes(topology, version, query.text)
             raise PageError(str(exc)) from exc
         plan = await loop.run_in_executor(None, self.plans.get, embedder, embed_version)
-        content: Any = query.image if query.image else query.text
-        first = 1 if query.image else 0
-        item = content if query.image else Source(text=content)
-        (out,) = await self.runner.run(plan, [item], ids=["query"], first=first)
+        if query.image:  # the bytes, as fetched: the plan's stages after its fetch
+            (out,) = await self.runner.run(plan, [query.image], ids=["query"], first=1)
+        else:
+            (out,) = await self.runner.run(plan, [Source(text=query.text)], ids=["query"])
         if isinstance(out, StageError):
             raise PageError(f"the {kind} cannot be searched with: {out.stage}: {out.cause}")
         return np.asarray(out, dtype=np.float32), f"{embedder.name} ({embed_version})"
 
-    async def _from_classes(self, topology: Topology, text: str) -> tuple[Vector, str]:
+    async def _from_classes(
+        self, topology: Topology, version: str, text: str
+    ) -> tuple[Vector, str]:
         from topologies.image import CLASSIFIED_SPACES
 
-        space = topology.space_of(topology.model_version)
+        space = topology.space_of(version)
         model = CLASSIFIED_SPACES.get(space or "")
         texts = next((t for t in self.topologies.values() if t.media_type == "text"), None)
         if model is None or texts is None:

@@ -95,7 +95,7 @@ class PageTrainer:
             via = f"the classifier {classifier!r}"
         else:
             query.check()
-            vector, via = await self.search.query_vector(topology, query)
+            vector, via = await self.search.query_vector(topology, query, serving)
             training = TrainingSession.from_query(
                 vector,
                 topology=topology.name,

@@ -87,3 +87,31 @@ def test_a_session_from_an_asset_trains_and_saves(trainer: PageTrainer) -> None:
         asyncio.run(trainer.start(PageQuery(topology="clips"), "stale"))
     with pytest.raises(PageError, match="no asset 'p99'"):
         asyncio.run(trainer.start(PageQuery(topology="clips", asset_id="p99"), None))
+
+
+def test_a_query_is_embedded_by_the_version_that_serves(scenario: Scenario) -> None:
+    """After a rollout the alias points at another version: the page embeds with that one
+    (here 10 dimensions, not the declared version's 8), and refuses, saying so, a version this
+    process does not declare."""
+    clips = fake_topology("clips", "image")
+    prefix = scenario.settings.milvus.collection_prefix
+    served = clips.collection_name("clips@2", prefix=prefix)
+    scenario.store.ensure_collection(served, 10, alias=clips.alias(prefix=prefix),
+                                     model_version="clips@2")  # fmt: skip
+    vectors = np.eye(3, 10, dtype=np.float32)
+    scenario.store.upsert(served, [VectorRow(f"a{i}", v, "h", "clips@2", "image")
+                                   for i, v in enumerate(vectors)])  # fmt: skip
+    search = PageSearch(scenario.settings, [clips])
+    try:
+        found = asyncio.run(search.search(PageQuery(topology="clips", image=b"any photo")))
+        assert found["via"] == "clips (clips@2)" and len(found["hits"]) == 3
+        started = asyncio.run(PageTrainer(search).start(PageQuery("clips", image=b"a photo"), None))
+        assert len(started["candidates"]) == 3
+
+        unknown = clips.collection_name("clips@9", prefix=prefix)
+        scenario.store.ensure_collection(unknown, 10, model_version="clips@9")
+        scenario.store.point_alias(clips.alias(prefix=prefix), unknown)
+        with pytest.raises(PageError, match="served by 'clips@9'"):
+            asyncio.run(search.search(PageQuery(topology="clips", image=b"any photo")))
+    finally:
+        search.close()
