@@ -1,4 +1,5 @@
-"""``streamer classifiers``: the classifiers the query trainer saved (in Redis)."""
+"""``streamer classifiers``: the classifiers the query trainer saved (in Redis), and which of
+them label the stream."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ __all__ = ["classifiers"]
 
 @click.group()
 def classifiers() -> None:
-    """The classifiers the query trainer saved: list, show, export, import, delete."""
+    """The classifiers the query trainer saved: list, show, export, import, attach to the stream,
+    detach, delete."""
 
 
 @contextlib.contextmanager
@@ -48,9 +50,12 @@ def list_(topology: str | None, as_json: bool) -> None:
     """Every saved classifier: its topology, model version, labels and when it was trained."""
     with _saved() as saved:
         found = saved.all(topology)
+        attached = set(saved.attached_names())
     if as_json:
         for classifier in found:
-            click.echo(json.dumps(_summary(classifier)))
+            click.echo(
+                json.dumps({**_summary(classifier), "attached": classifier.name in attached})
+            )
         return
     if not found:
         click.echo("no classifier saved" + (f" for {topology!r}" if topology else ""))
@@ -58,6 +63,7 @@ def list_(topology: str | None, as_json: bool) -> None:
         click.echo(
             f"{c.name}: {c.topology} ({c.model_version}), {c.dim} weights, {c.labels} labels "
             f"({c.positives} positive), trained {_summary(c)['trained']}"
+            + (", attached to the stream" if c.name in attached else "")
         )
 
 
@@ -98,8 +104,32 @@ def import_(path: Path, replace: bool) -> None:
 
 @classifiers.command()
 @click.argument("name")
+def attach(name: str) -> None:
+    """Label the stream with a classifier: every row the workers write of its topology and
+    model version gets its score and label (metadata, ``media.labels``), from their next look
+    (``STREAMER_TRAINER_ATTACHED_REFRESH_S``)."""
+    with _saved() as saved:
+        classifier = saved.attach(name)
+    click.echo(
+        f"{name} attached: new rows of {classifier.topology} ({classifier.model_version}) are "
+        f"labelled; search them with the filter label:{name}=true"
+    )
+
+
+@classifiers.command()
+@click.argument("name")
+def detach(name: str) -> None:
+    """Stop labelling the stream with a classifier (rows labelled keep their labels)."""
+    with _saved() as saved:
+        if not saved.detach(name):
+            raise click.ClickException(f"{name!r} is not attached")
+    click.echo(f"{name} detached")
+
+
+@classifiers.command()
+@click.argument("name")
 def delete(name: str) -> None:
-    """Delete a saved classifier."""
+    """Delete a saved classifier (detached first)."""
     with _saved() as saved:
         if not saved.delete(name):
             raise click.ClickException(f"no classifier named {name!r}")

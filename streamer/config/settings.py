@@ -57,6 +57,7 @@ class KafkaSettings(_Concern):
     app_id: str = Field("streamer", description="faust app id, also the consumer group id")
     uploads_topic: str = "media.uploads"
     deadletter_topic: str = "media.deadletter"
+    labels_topic: str = "media.labels"
     search_requests_topic: str = "search.requests"
     search_results_topic: str = "search.results"
     partitions: int = Field(4, ge=1, description="partitions of the topics streamer creates")
@@ -307,6 +308,12 @@ class TrainerSettings(_Concern):
     balanced: bool = Field(
         True, description="weigh positive and negative labels alike, however many of each"
     )
+    attached_refresh_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="how often a worker reads which classifiers are attached to the stream",
+    )
 
 
 class SearchSettings(_Concern):
@@ -514,6 +521,7 @@ def namespaced(settings: Settings, namespace: str, media_roots: tuple[Path, ...]
                     "app_id": f"streamer-{namespace}",
                     "uploads_topic": f"{namespace}.{kafka.uploads_topic}",
                     "deadletter_topic": f"{namespace}.{kafka.deadletter_topic}",
+                    "labels_topic": f"{namespace}.{kafka.labels_topic}",
                     "search_requests_topic": f"{namespace}.{kafka.search_requests_topic}",
                     "search_results_topic": f"{namespace}.{kafka.search_results_topic}",
                 }

@@ -8,6 +8,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from streamer.core.messages import LABELS_KEY
+
 __all__ = ["asset_id_for", "content_hash", "row_digest", "source_digest", "text_id"]
 
 
@@ -17,7 +19,10 @@ def content_hash(data: bytes) -> str:
 
 
 def row_digest(content: str, uri: str, metadata: Mapping[str, Any]) -> str:
-    """What makes a stored row current: its content, its uri and its metadata."""
+    """What makes a stored row current: its content, its uri and its metadata (the labels that
+    attached classifiers wrote beside it left out: what the upload said)."""
+    if LABELS_KEY in metadata:
+        metadata = {k: v for k, v in metadata.items() if k != LABELS_KEY}
     canonical = json.dumps(metadata, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(f"{content}\0{uri}\0{canonical}".encode()).hexdigest()
 

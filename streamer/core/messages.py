@@ -1,7 +1,8 @@
 """Wire messages of the public contract (JSON values, UTF-8), validated field by field.
 
 ``media.uploads`` carries :class:`UploadMessage`; ``media.deadletter`` carries the original bytes
-with the headers of :class:`DeadLetter`; ``search.requests`` / ``search.results`` carry
+with the headers of :class:`DeadLetter`; ``media.labels`` carries :class:`LabelEvent` (the
+verdicts of the classifiers attached to a topology); ``search.requests`` / ``search.results`` carry
 :class:`SearchRequest` / :class:`SearchResult`, the latter with the :class:`SearchHops` of its
 round trip.
 """
@@ -20,13 +21,16 @@ from streamer.core.errors import InvalidMessage, Stage, StageError
 
 __all__ = [
     "HOPS",
+    "LABELS_KEY",
     "DeadLetter",
     "Hit",
+    "LabelEvent",
     "MediaType",
     "SearchHops",
     "SearchRequest",
     "SearchResult",
     "UploadMessage",
+    "Verdict",
     "infer_media_type",
     "parse_upload",
 ]
@@ -43,6 +47,10 @@ VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".mpeg", ".ts", ".ogv"}
 )
 URI_SCHEMES = frozenset({"file", "http", "https", "s3"})
+#: the metadata key under which a stored row holds the verdicts of the classifiers attached to
+#: its topology (``{"cats": {"score": 0.93, "label": true}}``): written by streamer, refused in
+#: an upload's metadata, left out of the row digest
+LABELS_KEY = "classifiers"
 
 
 def infer_media_type(uri: str | None, text: str | None) -> MediaType | None:
@@ -79,6 +87,10 @@ class UploadMessage(BaseModel):
             raise ValueError("id: must not have surrounding spaces or control characters")
         if self.op == "delete":
             return self
+        if LABELS_KEY in self.metadata:
+            raise ValueError(
+                f"metadata: {LABELS_KEY!r} is reserved for the labels of attached classifiers"
+            )
         if self.uri is None and self.text is None:
             raise ValueError("uri or text: an upsert needs a uri or inline text")
         if self.uri is not None:
@@ -172,6 +184,35 @@ class DeadLetter:
             ("x-source-offset", str(self.source_offset).encode()),
             ("x-attempts", str(self.attempts).encode()),
         ]
+
+
+class Verdict(BaseModel):
+    """One classifier's verdict on one row."""
+
+    model_config = ConfigDict(frozen=True)
+
+    score: float = Field(ge=0, le=1)
+    label: bool
+
+
+class LabelEvent(BaseModel):
+    """What the classifiers attached to a topology said of one stored row (``media.labels``,
+    keyed by the row's id): a score (the probability, 0 to 1) and a label (score ≥ 0.5) per
+    classifier. A video segment's row names its video in ``part_of``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    topology: str
+    model_version: str
+    media_type: str
+    uri: str | None = None
+    part_of: str | None = None
+    labels: dict[str, Verdict]
+    labelled_ms: float
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
 
 
 class SearchRequest(BaseModel):

@@ -20,6 +20,7 @@ COUNTERS = (
     "upserted",  # rows acknowledged by the vector store
     "deleted",  # delete operations applied
     "dead_lettered",  # messages sent to media.deadletter
+    "labelled",  # rows the attached classifiers labelled (events sent to media.labels)
 )
 
 

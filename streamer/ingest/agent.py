@@ -2,9 +2,10 @@
 
 The agent takes micro-batches without acknowledging them (``noack_take``), runs them through
 the :class:`~streamer.ingest.pipeline.IngestPipeline` in a bounded window of batches in flight,
-publishes dead letters and waits for their delivery, and only then acknowledges the events, so
-an offset is committed only after the vector store and the dead-letter topic both have what
-the batch produced. (``take()`` would acknowledge a batch even when its processing raised.)
+publishes dead letters and label events and waits for their delivery, and only then
+acknowledges the events, so an offset is committed only after the vector store, the
+dead-letter topic and the labels topic all have what the batch produced. (``take()`` would
+acknowledge a batch even when its processing raised.)
 
 When the worker stops (:mod:`streamer.worker.shutdown`), the agent takes no more batches and
 lets the ones in flight finish: the shutdown waits on its window.
@@ -22,7 +23,7 @@ from typing import Any, Protocol, cast
 import faust
 from mode import CrashingSupervisor
 
-from streamer.core.messages import DeadLetter
+from streamer.core.messages import DeadLetter, LabelEvent
 from streamer.core.metrics import Health, Metrics
 from streamer.ingest.inflight import InFlightWindow
 from streamer.ingest.pipeline import IngestPipeline
@@ -53,6 +54,7 @@ def ingest_agent(
     metrics: Metrics,
     health: Health,
     shutdown: Stopping | None = None,
+    publish_labels: Callable[[Sequence[LabelEvent]], Awaitable[None]] | None = None,
 ) -> None:
     stopping = shutdown.draining if shutdown is not None else asyncio.Event()
 
@@ -73,6 +75,8 @@ def ingest_agent(
         ) -> None:
             for letter in report.dead_letters:
                 await publish_dead_letter(letter)
+            if report.labels and publish_labels is not None:
+                await publish_labels(report.labels)
             for event in events:
                 await stream.ack(event)
             health.finished(token)

@@ -5,7 +5,8 @@
                 version targets (serving, and during a rollout the candidate and previous;
                                  retired versions left out)
                 unchanged sources (not even read) ─► fetch (runner: the topology's first stage)
-                per target: change detection ─► the rest of the topology (runner) ─► sink
+                per target: change detection ─► the rest of the topology (runner)
+                            ─► attached classifiers (labels) ─► sink ─► label events
 
 The stages of a topology run in the :class:`~streamer.runner.runner.Runner`; around it this
 module keeps what belongs to the stream: routing, deletes, version targets, dedupe, the sink
@@ -51,6 +52,7 @@ from streamer.core.stats import Stats
 from streamer.ingest.changes import ChangeDetector, Content
 from streamer.ingest.dedupe import DedupeCache
 from streamer.ingest.intake import Asset, dead_letter, take_in
+from streamer.ingest.labels import label_events, label_rows
 from streamer.ingest.records import IngestReport, Record
 from streamer.ingest.sink import Sink, rows_of
 from streamer.runner.operator import Part
@@ -59,6 +61,7 @@ from streamer.runner.plans import Plans
 from streamer.runner.runner import Runner
 from streamer.runner.topology import Topology
 from streamer.storage.store import VectorRow, VectorStore, part_id
+from streamer.trainer.classifier import Classifier
 
 __all__ = ["IngestPipeline", "IngestReport", "Record"]
 
@@ -93,11 +96,14 @@ class IngestPipeline:
         max_retry_pause_s: float = 30.0,
         versions: Callable[[Topology], Sequence[str]] | None = None,
         retired: Callable[[Topology, str], bool] | None = None,
+        classifiers: Callable[[str, str], Sequence[Classifier]] | None = None,
     ) -> None:
         """``versions`` says which model versions a topology's rows are written to (serving,
         and during a rollout the candidate and the previous one); default: the declared one.
         ``retired`` says whether a version was retired (its collection dropped, never to be
-        written again), however recently; default: none is."""
+        written again), however recently; default: none is. ``classifiers`` names the
+        classifiers attached to a topology's version (see :mod:`streamer.ingest.labels`):
+        they label each row written; default: none."""
         self.topologies = {t.name: t for t in topologies}
         self.plans = plans
         self.runner = runner
@@ -108,6 +114,7 @@ class IngestPipeline:
         self.max_retry_pause_s = max_retry_pause_s
         self.versions = versions or (lambda topology: [topology.model_version])
         self.retired = retired or (lambda topology, version: False)
+        self.classifiers = classifiers or (lambda topology, version: [])
         self._passed_over: set[tuple[str, str]] = set()  # retired versions logged
         self.changes = ChangeDetector(store, cache, self._io)
         self.sink = Sink(store, self._io)
@@ -292,6 +299,7 @@ class IngestPipeline:
         report.reused += own.reused
         report.upserted += own.upserted
         report.dead_letters += own.dead_letters
+        report.labels += own.labels
 
     async def _write(
         self,
@@ -363,6 +371,17 @@ class IngestPipeline:
             row_contents += [content] * (1 + len(own))
         if rows and await self._retired(topology, target.version, target.collection):
             return False
+        attached = (
+            await asyncio.get_running_loop().run_in_executor(
+                None, self.classifiers, topology.name, target.version
+            )
+            if rows
+            else []
+        )
+        if attached:
+            started = time.perf_counter()
+            rows = label_rows(attached, rows)
+            report.timed("label", started)
         started = time.perf_counter()
         letters = len(report.dead_letters)
         stored_rows = await self.sink.write(target.collection, rows, row_contents, report)
@@ -382,6 +401,12 @@ class IngestPipeline:
             )
         report.timed("sink", started)
         report.upserted += len(stored)
+        if attached:
+            stored_ids = {c.asset.id for c in stored}
+            report.labels += label_events(
+                topology.name,
+                [r for r, c in zip(rows, row_contents, strict=True) if c.asset.id in stored_ids],
+            )
         kept = [*changes.current, *stored]
         key = target.cache_key
         self.cache.put(key, {c.asset.id: c.digest for c in kept})

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamer.core.messages import DeadLetter
+from streamer.core.messages import DeadLetter, LabelEvent
 
 __all__ = ["IngestReport", "Record", "attempts_header"]
 
@@ -38,7 +38,7 @@ def attempts_header(headers: Any) -> int:
 
 @dataclass(slots=True)
 class IngestReport:
-    """What one batch did: counts, dead letters, and seconds spent per stage."""
+    """What one batch did: counts, dead letters, label events, and seconds spent per stage."""
 
     received: int = 0
     embedded: int = 0
@@ -47,6 +47,8 @@ class IngestReport:
     upserted: int = 0
     deleted: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: what the attached classifiers said of the rows stored (for ``media.labels``)
+    labels: list[LabelEvent] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     def timed(self, stage: str, started: float) -> None:
@@ -61,4 +63,5 @@ class IngestReport:
             "upserted": self.upserted,
             "deleted": self.deleted,
             "dead_lettered": len(self.dead_letters),
+            "labelled": len(self.labels),
         }

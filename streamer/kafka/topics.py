@@ -19,6 +19,7 @@ def topic_names(kafka: KafkaSettings) -> list[str]:
     return [
         kafka.uploads_topic,
         kafka.deadletter_topic,
+        kafka.labels_topic,
         kafka.search_requests_topic,
         kafka.search_results_topic,
     ]

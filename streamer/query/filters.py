@@ -1,9 +1,11 @@
 """Structured search filters to Milvus expressions that no value can change.
 
 A filter maps a declared metadata field to a value or a list of values (any of them). Field
-names must be among the topology's declared fields; values must be strings, integers, finite
-floats or booleans, and strings are escaped as literals. milvus-lite has no expression
-templating, so this module is the only place expressions are built from client input.
+names must be among the topology's declared fields, or ``label:<classifier>`` for the label an
+attached classifier gave (``true`` or ``false``; rows it never scored match neither); values
+must be strings, integers, finite floats or booleans, and strings are escaped as literals.
+milvus-lite has no expression templating, so this module is the only place expressions are
+built from client input.
 """
 
 from __future__ import annotations
@@ -13,8 +15,14 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from streamer.core.errors import QueryError
+from streamer.core.messages import LABELS_KEY
+from streamer.trainer.classifier import NAME as CLASSIFIER_NAME
 
-__all__ = ["MAX_FILTER_VALUES", "MAX_VALUE_CHARS", "build_filter", "literal"]
+__all__ = ["LABEL_PREFIX", "MAX_FILTER_VALUES", "MAX_VALUE_CHARS", "build_filter", "literal"]
+
+#: a filter on the label of an attached classifier: ``label:<classifier name>``
+LABEL_PREFIX = "label:"
+_TRUTHS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 MAX_FILTER_VALUES = 100
 MAX_VALUE_CHARS = 512
@@ -47,9 +55,13 @@ def build_filter(filters: Mapping[str, Any], allowed: Collection[str]) -> str:
     """``{"tenant": "acme", "lang": ["en", "fr"]}`` to a Milvus boolean expression."""
     clauses = []
     for field, value in sorted(filters.items()):
+        if field.startswith(LABEL_PREFIX):
+            clauses.append(_label_clause(field.removeprefix(LABEL_PREFIX), value))
+            continue
         if field not in allowed:
             raise QueryError(
-                f"cannot filter on {field!r}: the declared metadata fields are {sorted(allowed)}"
+                f"cannot filter on {field!r}: the declared metadata fields are {sorted(allowed)} "
+                f"(and {LABEL_PREFIX}<classifier> for an attached classifier's label)"
             )
         target = f'metadata["{field}"]'
         if isinstance(value, list | tuple):
@@ -62,3 +74,17 @@ def build_filter(filters: Mapping[str, Any], allowed: Collection[str]) -> str:
         else:
             clauses.append(f"{target} == {literal(value)}")
     return " and ".join(clauses)
+
+
+def _label_clause(name: str, value: Any) -> str:
+    """``label:<name>`` = true / false: the verdict an attached classifier wrote."""
+    if not CLASSIFIER_NAME.fullmatch(name):
+        raise QueryError(
+            f"cannot filter on {LABEL_PREFIX}{name!r}: a classifier's name is lower-case "
+            "letters, digits, '-' and '_', starting with a letter"
+        )
+    if isinstance(value, str) and value.strip().lower() in _TRUTHS:
+        value = _TRUTHS[value.strip().lower()]
+    if not isinstance(value, bool):
+        raise QueryError(f"filter {LABEL_PREFIX}{name} takes true or false, got {value!r}")
+    return f'metadata["{LABELS_KEY}"]["{name}"]["label"] == {literal(value)}'

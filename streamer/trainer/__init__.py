@@ -6,7 +6,8 @@ the decision boundary), not over the whole collection. ``learn`` fits, ``classif
 is saved and scores new vectors, ``session`` runs the loop over any index of vectors (held in
 memory, or a collection of the vector store: ``store_index``); ``text_start`` makes an image
 query from a text through the image model's ImageNet classes; ``saved`` keeps classifiers in
-Redis by name.
+Redis by name, and which of them are attached to the stream (applied by
+:mod:`streamer.ingest.labels`).
 """
 
 from streamer.trainer.classifier import Classifier, ClassifierError

@@ -1,7 +1,10 @@
-"""Saved classifiers: one Redis hash (``{prefix}:classifiers``), a classifier's JSON per name.
+"""Saved classifiers: one Redis hash (``{prefix}:classifiers``), a classifier's JSON per name,
+and the set of those attached to the stream (``{prefix}:classifiers:attached``).
 
-What the query trainer saves, what ``streamer classifiers`` lists, shows, exports, imports and
-deletes. A name is taken once: saving over it must say so (``replace``).
+What the query trainer saves, what ``streamer classifiers`` lists, shows, exports, imports,
+attaches, detaches and deletes. A name is taken once: saving over it must say so (``replace``);
+an attached classifier saved over is what the workers apply from their next look. Deleting one
+detaches it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ class SavedClassifiers:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
         self.key = f"{prefix}:classifiers"
+        self.attached_key = f"{prefix}:classifiers:attached"
 
     def save(self, classifier: Classifier, *, replace: bool = False) -> None:
         """Save ``classifier`` under its name; a name taken raises unless ``replace``."""
@@ -51,5 +55,29 @@ class SavedClassifiers:
         )
 
     def delete(self, name: str) -> bool:
-        """Delete ``name``; whether it was there."""
+        """Delete ``name`` (detached first); whether it was there."""
+        self.client.srem(self.attached_key, name)
         return bool(self.client.hdel(self.key, name))
+
+    def attach(self, name: str) -> Classifier:
+        """Attach ``name`` to the stream: workers score every new row of its topology and model
+        version with it. Returns it; an unknown name raises."""
+        classifier = self.get(name)
+        self.client.sadd(self.attached_key, name)
+        return classifier
+
+    def detach(self, name: str) -> bool:
+        """Detach ``name``; whether it was attached."""
+        return bool(self.client.srem(self.attached_key, name))
+
+    def attached_names(self) -> list[str]:
+        names: Any = self.client.smembers(self.attached_key)
+        return sorted(n.decode() for n in names)
+
+    def attached(self) -> list[Classifier]:
+        """The attached classifiers (a name attached but since deleted is left out), by name."""
+        names = self.attached_names()
+        if not names:
+            return []
+        raw: Any = self.client.hmget(self.key, names)
+        return [Classifier.from_json(json.loads(v)) for v in raw if v is not None]

@@ -181,11 +181,19 @@ def build_app(
         assert trainer is not None
         return web.json_response(await trainer.classifiers())
 
+    async def attach(request: web.Request) -> web.Response:
+        assert trainer is not None
+        name, step = request.match_info["name"], request.match_info["step"]
+        if step not in ("attach", "detach"):
+            raise web.HTTPNotFound()
+        return web.json_response(await trainer.attach(name, step == "attach"))
+
     app.router.add_get("/", page)
     if trainer is not None:
         app.router.add_post("/api/trainer", train_start)
         app.router.add_post("/api/trainer/{session}/{step}", train_step)
         app.router.add_get("/api/classifiers", classifiers)
+        app.router.add_post("/api/classifiers/{name}/{step}", attach)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/topologies", topologies)
     app.router.add_post("/api/search", do_search)

@@ -20,6 +20,10 @@ PAGE = """<!doctype html>
          border-radius: 6px; }
   textarea { min-height: 34px; }
   button { background: #2d6cdf; color: #fff; border: none; cursor: pointer; align-self: end; }
+  .verdict { display: inline-block; margin: 4px 4px 0 0; padding: 1px 6px; border-radius: 4px;
+             font-size: 12px; }
+  .verdict.yes { background: #e3f5e6; color: #1d6b2c; }
+  .verdict.no { background: #eef0f3; color: #5b6270; }
   #message { margin: 12px 20px; padding: 10px 12px; border-radius: 6px; display: none; }
   #message.error { display: block; background: #fde8e8; color: #8a1c1c; }
   #message.info { display: block; background: #e8f0fd; color: #1c3f8a; }
@@ -107,8 +111,19 @@ function card(hit, topology) {
   score.className = "score";
   score.textContent = "score " + hit.score.toFixed(3);
   const fields = document.createElement("div");
-  fields.textContent = Object.entries(hit.metadata || {}).map(([k, v]) => k + ": " + v).join(" · ");
+  const {classifiers: verdicts, ...own} = hit.metadata || {};
+  fields.textContent = Object.entries(own).map(([k, v]) =>
+    k + ": " + (typeof v === "object" ? JSON.stringify(v) : v)).join(" · ");
   meta.append(id, score, fields);
+  // what the classifiers attached to the stream said of it
+  for (const [name, verdict] of Object.entries(verdicts || {})) {
+    const label = document.createElement("div");
+    label.className = "verdict " + (verdict.label ? "yes" : "no");
+    label.dataset.classifier = name;
+    label.textContent = name + ": " + (verdict.label ? "yes" : "no") + " (" +
+      Number(verdict.score).toFixed(2) + ")";
+    meta.appendChild(label);
+  }
   div.appendChild(meta);
   return div;
 }
@@ -208,8 +223,23 @@ async function classifiers() {
   for (const c of list) {
     const li = document.createElement("li");
     li.dataset.name = c.name;
+    li.dataset.attached = String(c.attached);
     li.textContent = c.name + " (" + c.topology + ", " + c.model_version + ", " + c.labels +
-      " labels, " + c.positives + " positive)";
+      " labels, " + c.positives + " positive)" +
+      (c.attached ? ": labels the stream, search with label:" + c.name + "=true " : " ");
+    const toggle = document.createElement("button");
+    toggle.type = "button"; toggle.className = "attach";
+    toggle.textContent = c.attached ? "Detach" : "Attach to the stream";
+    toggle.addEventListener("click", async () => {
+      const step = c.attached ? "detach" : "attach";
+      const body = await call("/api/classifiers/" + encodeURIComponent(c.name) + "/" + step,
+                              json({}));
+      if (!body) return;
+      say(c.name + (body.attached ? " labels every new upload of " + c.topology
+                                  : " no longer labels the stream"), "info");
+      classifiers();
+    });
+    li.appendChild(toggle);
     ul.appendChild(li);
     const option = document.createElement("option");
     option.value = c.name; option.textContent = c.name;

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from streamer.config.connections import redis_client
 from streamer.trainer import (
+    Classifier,
     ClassifierError,
     SavedClassifiers,
     StoreIndex,
@@ -167,7 +168,10 @@ class PageTrainer:
         return {"saved": classifier.name, "labels": classifier.labels}
 
     async def classifiers(self) -> list[dict[str, Any]]:
-        found = await asyncio.get_running_loop().run_in_executor(None, self.saved.all)
+        def listed() -> tuple[list[Classifier], set[str]]:
+            return self.saved.all(), set(self.saved.attached_names())
+
+        found, attached = await asyncio.get_running_loop().run_in_executor(None, listed)
         return [
             {
                 "name": c.name,
@@ -175,6 +179,23 @@ class PageTrainer:
                 "model_version": c.model_version,
                 "labels": c.labels,
                 "positives": c.positives,
+                "attached": c.name in attached,
             }
             for c in found
         ]
+
+    async def attach(self, name: str, attach: bool) -> dict[str, Any]:
+        """Attach ``name`` to the stream (its workers label new rows with it), or detach it."""
+
+        def toggle() -> bool:
+            if attach:
+                self.saved.attach(name)
+                return True
+            self.saved.detach(name)
+            return False
+
+        try:
+            attached = await asyncio.get_running_loop().run_in_executor(None, toggle)
+        except ClassifierError as exc:
+            raise PageError(str(exc)) from exc
+        return {"name": name, "attached": attached}

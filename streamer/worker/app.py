@@ -1,9 +1,10 @@
-"""The faust app of a worker: the ingest agent on ``media.uploads`` with its dead-letter topic,
-and the search agent. A crashed agent stops the worker instead of leaving a process that looks
-alive and commits nothing."""
+"""The faust app of a worker: the ingest agent on ``media.uploads`` with its dead-letter and
+labels topics, and the search agent. A crashed agent stops the worker instead of leaving a
+process that looks alive and commits nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ import faust
 from streamer.config.connections import faust_credentials
 from streamer.config.settings import KafkaSettings, Settings
 from streamer.core.errors import ConfigError, TransientError
-from streamer.core.messages import DeadLetter
+from streamer.core.messages import DeadLetter, LabelEvent
 from streamer.core.metrics import Health, Metrics
 from streamer.core.retry import retry_transient
 from streamer.ingest.agent import ingest_agent
@@ -113,6 +114,7 @@ def create_app(
     )
     uploads = app.topic(kafka.uploads_topic, partitions=kafka.partitions)
     deadletters = app.topic(kafka.deadletter_topic, partitions=kafka.partitions)
+    labels = app.topic(kafka.labels_topic, partitions=kafka.partitions)
     window = batch_window(topologies, settings, pipeline.plans if pipeline is not None else None)
     if pipeline is not None:
         log.info(
@@ -137,6 +139,21 @@ def create_app(
             max_pause_s=max_pause_s,
         )
 
+    async def publish_labels(events: Sequence[LabelEvent]) -> None:
+        # all sent at once, each retried on its own until the broker acknowledges it
+        await asyncio.gather(
+            *(
+                send_until_delivered(
+                    labels,
+                    key=event.id.encode(),
+                    value=event.to_bytes(),
+                    what="label event",
+                    max_pause_s=max_pause_s,
+                )
+                for event in events
+            )
+        )
+
     metrics = metrics or Metrics()
     health = health or Health(stall_s=settings.runtime.stall_s)
     if pipeline is not None:
@@ -151,6 +168,7 @@ def create_app(
             metrics,
             health,
             shutdown,
+            publish_labels,
         )
     if searcher is not None:
         app.add_dependency(QueryAgent(settings, searcher, metrics=metrics, loop=app.loop))

@@ -18,6 +18,7 @@ from streamer.config.settings import Settings
 from streamer.core.metrics import Health, Metrics, serve
 from streamer.core.stats import Stats
 from streamer.ingest.dedupe import DedupeCache
+from streamer.ingest.labels import AttachedClassifiers
 from streamer.ingest.pipeline import IngestPipeline
 from streamer.kafka.topics import ensure_topics
 from streamer.models.loading import load_plans
@@ -29,6 +30,7 @@ from streamer.runner.plans import Plans
 from streamer.runner.runner import Runner
 from streamer.runner.topology import Topology
 from streamer.storage.store import VectorStore
+from streamer.trainer.saved import SavedClassifiers
 from streamer.worker.app import AGENTS, create_app
 from streamer.worker.process import GracefulWorker, run_until_stopped
 from streamer.worker.shutdown import Shutdown
@@ -63,7 +65,8 @@ def build_pipeline(
 ) -> IngestPipeline:
     """The ingest path: fetch and decode on as many threads as the worker has cores, model
     calls on the ingest lane of the model threads, writes to the versions the registry names
-    (less the retired ones, whose tombstones it reads too)."""
+    (less the retired ones, whose tombstones it reads too), rows labelled by the classifiers
+    attached to the stream."""
     registry = registry_for(settings, client)
     prefix = settings.redis.key_prefix
 
@@ -91,6 +94,10 @@ def build_pipeline(
         max_retry_pause_s=settings.runtime.sink_retry_max_s,
         versions=versions,
         retired=registry.retired,
+        classifiers=AttachedClassifiers(
+            SavedClassifiers(client, prefix).attached,
+            refresh_s=settings.trainer.attached_refresh_s,
+        ),
     )
 
 

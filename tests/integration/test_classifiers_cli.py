@@ -1,6 +1,6 @@
 """``streamer classifiers`` against the real Redis: a classifier a training session saved is
 listed, shown without its weights, exported with them, deleted, imported back, and a name is
-never saved over by accident."""
+never saved over by accident; attached to the stream, detached, and detached when deleted."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 
 from streamer.config.settings import settings_env
-from streamer.trainer import ClassifierError, MemoryIndex, SavedClassifiers, TrainingSession
+from streamer.trainer import (
+    Classifier,
+    ClassifierError,
+    MemoryIndex,
+    SavedClassifiers,
+    TrainingSession,
+)
 from tests.integration.conftest import Scenario
 
 pytestmark = pytest.mark.integration
@@ -70,3 +76,33 @@ def test_saved_classifiers_through_the_command_line(scenario: Scenario, tmp_path
     refused = cli(scenario, "import", str(broken))
     assert refused.returncode == 2 and "not a saved classifier" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_attach_and_detach_through_the_command_line(scenario: Scenario) -> None:
+    saved = SavedClassifiers(scenario.redis, scenario.settings.redis.key_prefix)
+    weights = np.ones(4, dtype=np.float32)
+    saved.save(Classifier("cats", "image", "v@1", weights, 0.0))
+    saved.save(Classifier("dogs", "image", "v@1", -weights, 0.0))
+
+    attached = cli(scenario, "attach", "cats")
+    assert attached.returncode == 0, attached.stderr
+    assert "label:cats=true" in attached.stdout
+    assert [c.name for c in saved.attached()] == ["cats"]
+    listed = {json.loads(line)["name"]: json.loads(line) for line in
+              cli(scenario, "list", "--json").stdout.splitlines()}  # fmt: skip
+    assert (listed["cats"]["attached"], listed["dogs"]["attached"]) == (True, False)
+    assert "attached to the stream" in cli(scenario, "list").stdout
+
+    unknown = cli(scenario, "attach", "birds")
+    assert unknown.returncode == 2 and "no classifier named 'birds'" in unknown.stderr
+    assert saved.attached_names() == ["cats"]
+
+    assert cli(scenario, "detach", "cats").returncode == 0
+    again = cli(scenario, "detach", "cats")
+    assert again.returncode == 1 and "'cats' is not attached" in again.stderr
+    assert saved.attached() == []
+
+    # a deleted classifier is detached with it
+    assert cli(scenario, "attach", "dogs").returncode == 0
+    assert cli(scenario, "delete", "dogs").returncode == 0
+    assert saved.attached_names() == [] and saved.attached() == []

@@ -2,8 +2,9 @@
 its ChromeDriver) against ``streamer ui`` on the embedded stack, the sample photos indexed by a
 real worker: a photo and a text find their photo with thumbnails drawn, bad input of each kind
 is a message on the page (never a trace); a training round labelled with the sliders shows
-results not seen before, and a saved classifier is listed. Screenshots go to ``screenshots/``
-(or ``$STREAMER_SCREENSHOTS``)."""
+results not seen before, a saved classifier is listed, and attached to the stream from the page
+it labels a new upload, found with the filter ``label:<name>=true``. Screenshots go to
+``screenshots/`` (or ``$STREAMER_SCREENSHOTS``)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,10 @@ def page(scenario: Scenario) -> Iterator[tuple[Any, str, dict[str, Path]]]:
     photos = write_photos(scenario.media)
     uploads = [UploadMessage(id=f"photo-{n}", uri=path_to_uri(p)) for n, p in photos.items()]
     asyncio.run(publish(scenario.settings.kafka, uploads))
-    scenario.start_worker(STREAMER_TOPOLOGIES="topologies:IMAGE,topologies:TEXT")
+    scenario.start_worker(
+        STREAMER_TOPOLOGIES="topologies:IMAGE,topologies:TEXT",
+        STREAMER_TRAINER_ATTACHED_REFRESH_S="0.5",
+    )
     wait_for("the photos indexed", lambda: scenario.count("image") == len(photos), timeout_s=300)
 
     port = free_port()
@@ -189,7 +193,7 @@ def test_bad_input_is_a_message_on_the_page(
 
 
 def test_a_training_round_changes_the_results_and_a_saved_classifier_is_listed(
-    page: tuple[Any, str, dict[str, Path]],
+    page: tuple[Any, str, dict[str, Path]], scenario: Scenario
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -221,3 +225,26 @@ def test_a_training_round_changes_the_results_and_a_saved_classifier_is_listed(
     shot(browser, "trainer-saved", at="#trainer")
     browser.find_element(By.ID, "save").click()  # the same name again: refused, said
     wait_for("the refusal", lambda: "saved already" in browser.find_element(By.ID, "message").text)
+
+    # attached from the page, it labels what the stream brings next
+    browser.find_element(*listed).find_element(By.CSS_SELECTOR, "button.attach").click()
+    # (the list is drawn anew, so read it by script, never through a stale element)
+    item = "document.querySelector(\"#classifiers li[data-name='coffee-finder']\")"
+    wait_for(
+        "the classifier attached",
+        lambda: browser.execute_script(f"return {item}.dataset.attached") == "true",
+    )
+    said = browser.execute_script(f"return {item}.textContent")
+    assert "search with label:coffee-finder=true" in said, said
+    shot(browser, "trainer-attached", at="#trainer")
+    asyncio.run(asyncio.sleep(1.5))  # the worker's next look at what is attached
+    again = UploadMessage(id="coffee-again", uri=path_to_uri(photos["coffee"]))
+    asyncio.run(publish(scenario.settings.kafka, [again]))
+    wait_for("the new upload", lambda: scenario.count("image") == len(photos) + 1)
+    scenario.wait_searchable(scenario.collection("image"))
+    search(browser, address, text="a cup of coffee", filter="label:coffee-finder=true")
+    kind, text, ids = shown(browser)
+    assert ids == ["coffee-again"], (kind, text, ids)  # the rows stored before: unlabelled
+    verdict = browser.find_element(By.CSS_SELECTOR, "#results .verdict[data-classifier]")
+    assert verdict.text.startswith("coffee-finder: yes ("), verdict.text
+    shot(browser, "label-filter")

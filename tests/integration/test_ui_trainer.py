@@ -69,7 +69,16 @@ def test_a_session_from_an_asset_trains_and_saves(trainer: PageTrainer) -> None:
     with pytest.raises(PageError, match="classifier name"):
         asyncio.run(trainer.save(session, "Not A Name", replace=False))
     listed = asyncio.run(trainer.classifiers())
-    assert [(c["name"], c["topology"], c["labels"]) for c in listed] == [("groups", "clips", 10)]
+    assert [(c["name"], c["topology"], c["labels"], c["attached"]) for c in listed] == [
+        ("groups", "clips", 10, False)
+    ]
+    assert asyncio.run(trainer.attach("groups", True)) == {"name": "groups", "attached": True}
+    assert [c["attached"] for c in asyncio.run(trainer.classifiers())] == [True]
+    assert trainer.saved.attached_names() == ["groups"]
+    assert asyncio.run(trainer.attach("groups", False)) == {"name": "groups", "attached": False}
+    assert trainer.saved.attached_names() == []
+    with pytest.raises(PageError, match="no classifier named 'nope'"):
+        asyncio.run(trainer.attach("nope", True))
 
     reset = asyncio.run(trainer.reset(session))
     assert reset["labels"] == 0 and reset["round"] == 1

@@ -1,9 +1,18 @@
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from streamer.core.errors import InvalidMessage
-from streamer.core.messages import DeadLetter, UploadMessage, infer_media_type, parse_upload
+from streamer.core.messages import (
+    LABELS_KEY,
+    DeadLetter,
+    LabelEvent,
+    UploadMessage,
+    Verdict,
+    infer_media_type,
+    parse_upload,
+)
 
 
 def encode(obj: object) -> bytes:
@@ -97,3 +106,56 @@ def test_dead_letter_headers_follow_the_contract() -> None:
     assert headers["x-source-partition"] == b"2"
     assert headers["x-source-offset"] == b"41"
     assert headers["x-attempts"] == b"1"
+
+
+def test_an_upsert_may_not_bring_labels_of_its_own() -> None:
+    value = encode({"id": "a7", "text": "t", "metadata": {"tenant": "x", LABELS_KEY: {}}})
+    with pytest.raises(InvalidMessage) as info:
+        parse_upload(value)
+    assert info.value.stage == "validate"
+    assert str(info.value) == (
+        "[validate] asset 'a7': "
+        "metadata: 'classifiers' is reserved for the labels of attached classifiers"
+    )
+
+
+def test_a_delete_is_not_checked_for_labels() -> None:
+    upload = parse_upload(encode({"id": "gone", "op": "delete", "metadata": {LABELS_KEY: 1}}))
+    assert (upload.op, upload.metadata) == ("delete", {LABELS_KEY: 1})
+
+
+def label_event(**changes: object) -> dict[str, object]:
+    event: dict[str, object] = {
+        "id": "v#s0",
+        "topology": "clips",
+        "model_version": "clips@1",
+        "media_type": "video",
+        "uri": "file:///v.mp4",
+        "part_of": "v",
+        "labels": {"cats": {"score": 0.75, "label": True}},
+        "labelled_ms": 1_700_000_000_000.0,
+    }
+    return {**event, **changes}
+
+
+def test_a_label_event_round_trips_through_its_bytes() -> None:
+    event = LabelEvent.model_validate(label_event())
+    assert event.labels == {"cats": Verdict(score=0.75, label=True)}
+    assert LabelEvent.model_validate_json(event.to_bytes()) == event
+    plain = LabelEvent.model_validate(label_event(uri=None, part_of=None))
+    assert json.loads(plain.to_bytes()).keys() == {
+        "id", "topology", "model_version", "media_type", "labels", "labelled_ms"
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("score", [-0.01, 1.01, float("nan")])
+def test_a_verdicts_score_is_a_probability(score: float) -> None:
+    with pytest.raises(ValidationError, match="score"):
+        LabelEvent.model_validate(label_event(labels={"cats": {"score": score, "label": True}}))
+    with pytest.raises(ValidationError, match="score"):
+        Verdict(score=score, label=False)
+
+
+@pytest.mark.parametrize("score", [0.0, 1.0])
+def test_a_score_may_be_certain(score: float) -> None:
+    assert Verdict(score=score, label=score >= 0.5).score == score

@@ -65,3 +65,58 @@ def test_no_string_escapes_its_literal(value: str) -> None:
             continue
         assert body[i] != '"'
         i += 1
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, "true"),
+        (False, "false"),
+        ("true", "true"),
+        (" Yes ", "true"),
+        ("1", "true"),
+        ("FALSE", "false"),
+        ("no", "false"),
+        ("0", "false"),
+    ],
+)
+def test_a_label_filter_matches_the_classifiers_verdict(value: object, expected: str) -> None:
+    assert build_filter({"label:cats": value}, ALLOWED) == (
+        f'metadata["classifiers"]["cats"]["label"] == {expected}'
+    )
+
+
+def test_label_filters_compose_with_declared_fields() -> None:
+    expr = build_filter(
+        {"tenant": "acme", "label:cats": True, "label:dog-2_x": "no", "lang": ["en", "fr"]},
+        ALLOWED,
+    )
+    assert expr == (
+        'metadata["classifiers"]["cats"]["label"] == true and '
+        'metadata["classifiers"]["dog-2_x"]["label"] == false and '
+        '(metadata["lang"] == "en" or metadata["lang"] == "fr") and '
+        'metadata["tenant"] == "acme"'
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ['x"] or 1==1', "Cats", "", "1cats", "cats dogs", "c" * 65, 'cats"]["label']
+)
+def test_a_label_filter_takes_only_a_classifiers_name(name: str) -> None:
+    with pytest.raises(QueryError, match="a classifier's name is lower-case") as info:
+        build_filter({f"label:{name}": True}, ALLOWED)
+    assert "label:" in str(info.value)
+
+
+@pytest.mark.parametrize("value", [1, 0, 0.5, "maybe", "", None, [True], ["true"], {"a": 1}])
+def test_a_label_filter_takes_only_true_or_false(value: object) -> None:
+    with pytest.raises(QueryError, match="filter label:cats takes true or false"):
+        build_filter({"label:cats": value}, ALLOWED)
+
+
+def test_an_unknown_field_names_the_label_filters_too() -> None:
+    with pytest.raises(QueryError) as info:
+        build_filter({"owner": "me"}, ALLOWED)
+    message = str(info.value)
+    assert "['lang', 'n', 'tenant']" in message
+    assert "label:<classifier>" in message
