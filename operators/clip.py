@@ -39,6 +39,7 @@ from streamer.runner.operator import (
     BoundCpu,
     BoundModel,
     CpuOperator,
+    In,
     LoadedModel,
     ModelOperator,
 )
@@ -244,14 +245,11 @@ class ClipEmbedder:
             return _features(output).float()
 
 
-class ClipImageEmbedder:
-    """The image stage's loaded model: a batch of crops in, image features out (one row per
-    image, not yet unit length)."""
+class _Tower:
+    """One stage's view of the shared model: where it runs, its vectors' length, its calls."""
 
-    def __init__(self, clip: ClipEmbedder, config: ClipImageConfig) -> None:
+    def __init__(self, clip: ClipEmbedder) -> None:
         self.clip = clip
-        self.config = config
-        self.normalizer = Normalizer(config.mean, config.std)
         self.dim = clip.dim
         self.calls = 0
 
@@ -262,6 +260,16 @@ class ClipImageEmbedder:
     @property
     def precision(self) -> str:
         return self.clip.precision
+
+
+class ClipImageEmbedder(_Tower):
+    """The image stage's loaded model: a batch of crops in, image features out (one row per
+    image, not yet unit length)."""
+
+    def __init__(self, clip: ClipEmbedder, config: ClipImageConfig) -> None:
+        super().__init__(clip)
+        self.config = config
+        self.normalizer = Normalizer(config.mean, config.std)
 
     def __call__(self, batch: Sequence[torch.Tensor]) -> npt.NDArray[np.float32]:
         if not batch:
@@ -280,23 +288,13 @@ class ClipImageEmbedder:
         return [crop.clone() for _ in range(n)]
 
 
-class ClipTextEmbedder:
+class ClipTextEmbedder(_Tower):
     """The text stage's loaded model: a batch of texts in, text features out (one row per
     text, not yet unit length)."""
 
     def __init__(self, clip: ClipEmbedder, tokenizer: Any) -> None:
-        self.clip = clip
+        super().__init__(clip)
         self.tokenizer = tokenizer
-        self.dim = clip.dim
-        self.calls = 0
-
-    @property
-    def device(self) -> str:
-        return self.clip.device
-
-    @property
-    def precision(self) -> str:
-        return self.clip.precision
 
     def __call__(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         if not texts:
@@ -334,13 +332,6 @@ def shared_clip(context: Context, model: ClipModel, device: str, precision: str)
     return context.shared(_Loader(model, device, precision))
 
 
-def _with_folder(stage: ClipImageEmbed | ClipTextEmbed, declared: str) -> str:
-    """A stage's description with the folder its model loads from: a folder found when the
-    model loads (the built-ins read it from the environment) is otherwise described by the
-    function that finds it, and another model would reuse this one's measurements."""
-    return f"{declared} from {str(stage.model.path())!r}"
-
-
 @dataclass(frozen=True)
 class ClipImagePreprocess(CpuOperator[Image.Image, torch.Tensor]):
     """An image to the input of ``model``: its image processor's shortest-side resize and
@@ -359,56 +350,54 @@ class ClipImagePreprocess(CpuOperator[Image.Image, torch.Tensor]):
 
 
 @dataclass(frozen=True)
-class ClipImageEmbed(ModelOperator[torch.Tensor, npt.NDArray[np.float32]]):
+class _ClipEmbed(ModelOperator[In, npt.NDArray[np.float32]]):
+    """An embed stage over one tower of ``model``: the weights loaded once per context and
+    placement, shared by the image and text stages (:meth:`tower` makes the stage's view)."""
+
+    gives = VECTOR
+    error = EmbedError
+
+    model: ClipModel
+
+    def tower(self, clip: ClipEmbedder) -> LoadedModel[In, npt.NDArray[np.float32]]:
+        raise NotImplementedError
+
+    def bind(self, context: Context) -> BoundModel[In, npt.NDArray[np.float32]]:
+        return BoundModel(
+            self, self.tower(shared_clip(context, self.model, *self.placement(context)))
+        )
+
+    def load(self, device: str, precision: str) -> LoadedModel[In, npt.NDArray[np.float32]]:
+        return self.tower(ClipEmbedder(self.model, device=device, precision=precision))
+
+    def output_dim(self, model: LoadedModel[Any, Any], upstream: int | None) -> int:
+        assert isinstance(model, _Tower)
+        return model.dim
+
+    def describe(self) -> str:
+        """With the folder its model loads from: a folder found when the model loads (the
+        built-ins read it from the environment) is otherwise described by the function that
+        finds it, and another model would reuse this one's measurements."""
+        return f"{super().describe()} from {str(self.model.path())!r}"
+
+
+@dataclass(frozen=True)
+class ClipImageEmbed(_ClipEmbed[torch.Tensor]):
     """Embed preprocessed images with ``model``'s vision tower and projection."""
 
     name = "embed"
     takes = torch.Tensor
-    gives = VECTOR
-    error = EmbedError
 
-    model: ClipModel
-
-    def bind(self, context: Context) -> BoundModel[torch.Tensor, npt.NDArray[np.float32]]:
-        """The weights loaded once per context and placement, shared with the text stage."""
-        clip = shared_clip(context, self.model, *self.placement(context))
-        return BoundModel(self, ClipImageEmbedder(clip, self.model.image_config()))
-
-    def load(self, device: str, precision: str) -> ClipImageEmbedder:
-        clip = ClipEmbedder(self.model, device=device, precision=precision)
+    def tower(self, clip: ClipEmbedder) -> ClipImageEmbedder:
         return ClipImageEmbedder(clip, self.model.image_config())
-
-    def output_dim(self, model: LoadedModel[Any, Any], upstream: int | None) -> int:
-        assert isinstance(model, ClipImageEmbedder)
-        return model.dim
-
-    def describe(self) -> str:
-        return _with_folder(self, super().describe())
 
 
 @dataclass(frozen=True)
-class ClipTextEmbed(ModelOperator[str, npt.NDArray[np.float32]]):
+class ClipTextEmbed(_ClipEmbed[str]):
     """Embed texts with ``model``'s text tower and projection, truncated to its positions."""
 
     name = "embed"
     takes = str
-    gives = VECTOR
-    error = EmbedError
 
-    model: ClipModel
-
-    def bind(self, context: Context) -> BoundModel[str, npt.NDArray[np.float32]]:
-        """The weights loaded once per context and placement, shared with the image stage."""
-        clip = shared_clip(context, self.model, *self.placement(context))
-        return BoundModel(self, ClipTextEmbedder(clip, self.model.tokenizer()))
-
-    def load(self, device: str, precision: str) -> ClipTextEmbedder:
-        clip = ClipEmbedder(self.model, device=device, precision=precision)
+    def tower(self, clip: ClipEmbedder) -> ClipTextEmbedder:
         return ClipTextEmbedder(clip, self.model.tokenizer())
-
-    def output_dim(self, model: LoadedModel[Any, Any], upstream: int | None) -> int:
-        assert isinstance(model, ClipTextEmbedder)
-        return model.dim
-
-    def describe(self) -> str:
-        return _with_folder(self, super().describe())
