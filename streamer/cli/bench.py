@@ -46,6 +46,11 @@ _SIZES = BenchSizes()
     help="Where to write the PNG chart.",
 )
 @click.option(
+    "--no-chart",
+    is_flag=True,
+    help="No chart (for an installation without matplotlib, such as a bare GPU machine).",
+)
+@click.option(
     "--no-text",
     is_flag=True,
     help="Images only: no text model is loaded (the worker serves topologies:IMAGE unless "
@@ -63,6 +68,7 @@ def bench(
     redelivery_rounds: int,
     memory_items: int,
     chart: Path,
+    no_chart: bool,
     no_text: bool,
     as_json: bool,
     topology_specs: str | None,
@@ -86,7 +92,11 @@ def bench(
         topology_specs = "topologies:IMAGE"
     settings = load(topology_specs)
     figures = run_ingest_bench(
-        settings, sizes, topologies=served(settings), chart=chart, quiet=as_json
+        settings,
+        sizes,
+        topologies=served(settings),
+        chart=None if no_chart else chart,
+        quiet=as_json,
     )
     if as_json:
         click.echo(json.dumps(figures))

@@ -36,6 +36,11 @@ class Metrics:
         self.stage_seconds = Histogram(
             "streamer_stage_seconds", "time per pipeline stage and batch", ["stage"], registry=r
         )
+        self.stage_busy = Counter(
+            "streamer_stage_busy_seconds",
+            "seconds threads spent running a stage's code (waits for a free thread left out)",
+            ["stage"], registry=r,
+        )  # fmt: skip
         self.batch_size = Histogram(
             "streamer_batch_size", "messages per batch", ["agent"], registry=r,
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
@@ -75,9 +80,12 @@ class Metrics:
             if value:
                 self.items.labels(outcome).inc(value)
 
-    def stages(self, timings: Mapping[str, float]) -> None:
+    def stages(self, timings: Mapping[str, float], busy: Mapping[str, float] | None = None) -> None:
+        """One batch's seconds per stage (from start to end), and its threads' busy seconds."""
         for stage, seconds in timings.items():
             self.stage_seconds.labels(stage).observe(seconds)
+        for stage, seconds in (busy or {}).items():
+            self.stage_busy.labels(stage).inc(seconds)
 
 
 class Health:

@@ -82,7 +82,7 @@ def ingest_agent(
             health.finished(token)
             metrics.last_commit.set_to_current_time()
             metrics.batch("ingest", len(records), report.counts())
-            metrics.stages(report.timings)
+            metrics.stages(report.timings, report.busy)
             for letter in report.dead_letters:
                 metrics.dead_letters.labels(letter.stage).inc()
             last = _last_offsets(records)

@@ -244,7 +244,7 @@ class IngestPipeline:
         todo = [a for a in assets if a.id not in unchanged]
         fetched = await self.runner.run(
             first, [a.source for a in todo], ids=[a.id for a in todo], last=1,
-            timings=report.timings,
+            timings=report.timings, busy=report.busy,
         )  # fmt: skip
         for asset, data in zip(todo, fetched, strict=True):
             if isinstance(data, StageError):
@@ -282,7 +282,7 @@ class IngestPipeline:
     ) -> None:
         """:meth:`_write`, unless the version is retired meanwhile: then what it did counts
         for nothing (no dead letters, no rows), and its collection is dropped."""
-        own = IngestReport(timings=report.timings)
+        own = IngestReport(timings=report.timings, busy=report.busy)
         try:
             written = await self._write(topology, target, contents, blobs, own, last=last)
         except SinkError:  # a lookup into the collection dropped under us
@@ -339,6 +339,7 @@ class IngestPipeline:
             ids=[c.asset.id for c in firsts.values()],
             first=1,
             timings=report.timings,
+            busy=report.busy,
             parts=parts,
         )
         vectors: dict[str, Any] = {}

@@ -50,6 +50,8 @@ class IngestReport:
     #: what the attached classifiers said of the rows stored (for ``media.labels``)
     labels: list[LabelEvent] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: seconds threads spent running each stage's code (:meth:`Runner.run`'s ``busy``)
+    busy: dict[str, float] = field(default_factory=dict)
 
     def timed(self, stage: str, started: float) -> None:
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - started

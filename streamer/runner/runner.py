@@ -109,17 +109,23 @@ class Runner:
         first: int = 0,
         last: int | None = None,
         timings: MutableMapping[str, float] | None = None,
+        busy: MutableMapping[str, float] | None = None,
         parts: MutableMapping[int, tuple[Part, ...]] | None = None,
     ) -> list[Any]:
         """Stages ``first`` up to (not including) ``last`` on ``inputs``: one result per input,
         in order, each the output or the item's :class:`StageError` (naming ``ids[i]``). When
         the plan ends there, each output is the item's vector, and the vectors of its parts
-        (:class:`~streamer.runner.operator.WithParts`) go to ``parts``, by input index."""
+        (:class:`~streamer.runner.operator.WithParts`) go to ``parts``, by input index.
+
+        Seconds are added per stage label: to ``timings`` from a chunk's start of a stage to
+        its end (waits for a free thread included, so chunks in flight together overlap), to
+        ``busy`` only while a thread runs the stage's code."""
         values: list[Any] = list(inputs)
         segments = plan.segments(first, last)
         times: MutableMapping[str, float] = timings if timings is not None else {}
+        working: MutableMapping[str, float] = busy if busy is not None else {}
         if values and segments:
-            await self._run_segments(plan, segments, values, times)
+            await self._run_segments(plan, segments, values, times, working)
         if last is None or last >= len(plan.stages):
             self._check_vectors(plan, values, parts if parts is not None else {})
         if ids is not None:
@@ -134,6 +140,7 @@ class Runner:
         segments: Sequence[Segment],
         values: list[Any],
         times: MutableMapping[str, float],
+        busy: MutableMapping[str, float],
     ) -> None:
         loop = asyncio.get_running_loop()
         lead = segments[0] if segments[0].model is None else None
@@ -142,7 +149,7 @@ class Runner:
         size = self.batch_size(plan, first_model) if first_model is not None else len(values)
         # the leading CPU segment starts for every item now: it runs ahead of the model
         ahead = (
-            [loop.run_in_executor(self.cpu_pool, lead.one, v) for v in values]
+            [loop.run_in_executor(self.cpu_pool, _clocked, lead.one, v) for v in values]
             if lead is not None
             else []
         )
@@ -152,21 +159,26 @@ class Runner:
                 started = time.perf_counter()
                 results = await asyncio.gather(*(ahead[i] for i in indices))
                 _timed(times, lead.label, started)
-                for i, result in zip(indices, results, strict=True):
+                for i, (result, seconds) in zip(indices, results, strict=True):
                     values[i] = result
+                    _add(busy, lead.label, seconds)
             for segment in rest:
                 live = [i for i in indices if not isinstance(values[i], StageError)]
                 if not live:
                     return
                 started = time.perf_counter()
                 if segment.model is not None:
-                    await self._model(plan, segment.model, live, values)
+                    await self._model(plan, segment, live, values, busy)
                 else:
                     outs = await asyncio.gather(
-                        *(loop.run_in_executor(self.cpu_pool, segment.one, values[i]) for i in live)
+                        *(
+                            loop.run_in_executor(self.cpu_pool, _clocked, segment.one, values[i])
+                            for i in live
+                        )
                     )
-                    for i, out in zip(live, outs, strict=True):
+                    for i, (out, seconds) in zip(live, outs, strict=True):
                         values[i] = out
+                        _add(busy, segment.label, seconds)
                 _timed(times, segment.label, started)
 
         step = max(1, size)
@@ -174,14 +186,25 @@ class Runner:
             *(chunk(range(s, min(s + step, len(values)))) for s in range(0, len(values), step))
         )
 
-    async def _model(self, plan: Plan, stage: Stage, live: list[int], values: list[Any]) -> None:
-        assert stage.model is not None
+    async def _model(
+        self,
+        plan: Plan,
+        segment: Segment,
+        live: list[int],
+        values: list[Any],
+        busy: MutableMapping[str, float],
+    ) -> None:
+        stage = segment.model
+        assert stage is not None and stage.model is not None
         loop = asyncio.get_running_loop()
         size = max(1, self.batch_size(plan, stage))
         pool = self.prepare_pool if stage.model.operator.prepares else self.model_pool
         for start in range(0, len(live), size):
             part = live[start : start + size]
-            outs = await loop.run_in_executor(pool, stage.model, [values[i] for i in part])
+            outs, seconds = await loop.run_in_executor(
+                pool, _clocked, stage.model, [values[i] for i in part]
+            )
+            _add(busy, segment.label, seconds)
             for i, out in zip(part, outs, strict=True):
                 values[i] = out
 
@@ -224,4 +247,15 @@ def _checked(plan: Plan, value: Any, part: str | None = None) -> Any:
 
 
 def _timed(times: MutableMapping[str, float], label: str, started: float) -> None:
-    times[label] = times.get(label, 0.0) + time.perf_counter() - started
+    _add(times, label, time.perf_counter() - started)
+
+
+def _add(times: MutableMapping[str, float], label: str, seconds: float) -> None:
+    times[label] = times.get(label, 0.0) + seconds
+
+
+def _clocked(fn: Callable[[Any], Any], arg: Any) -> tuple[Any, float]:
+    """``fn(arg)`` and the seconds it ran, measured in the thread that runs it (added up on
+    the event loop's thread, so no two threads write the same total)."""
+    started = time.perf_counter()
+    return fn(arg), time.perf_counter() - started

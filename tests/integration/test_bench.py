@@ -57,16 +57,22 @@ def test_a_small_bench_reports_every_figure(stack: Settings, tmp_path: Path) -> 
     assert figures["dead_lettered"] == 0
     assert figures["image_batch_size"] in (1, 2) and figures["text_batch_size"] in (1, 2)
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for medium in ("image", "text"):  # where the worker's time went, from its own metrics
+        where = figures[f"{medium}_e2e_where"]
+        assert {"fetch", "embed", "sink"} <= set(where["stages"]), where
+        assert where["stages"]["embed"]["busy_s"] > 0  # the model's thread time, waits left out
+        assert where["batches"] >= 1 and where["mean_batch"] >= 1
 
 
 def test_an_images_only_bench_loads_no_text_model(stack: Settings, tmp_path: Path) -> None:
     figures = run_bench(
-        stack, tmp_path, "--no-text", "--chart", str(tmp_path / "bench.png"), "--images", "8",
-        "--naive-images", "4", "--redelivery-rounds", "2",
+        stack, tmp_path, "--no-text", "--no-chart", "--images", "8", "--naive-images", "4",
+        "--redelivery-rounds", "2",
     )  # fmt: skip
     for key in ("image_e2e_ips", "image_model_ips", "image_naive_ips", "redelivery_ips"):
         assert figures[key] > 0, key
     assert not [key for key in figures if key.startswith("text_")]
     assert "memory_run_ips" not in figures and figures["redelivery_embedded"] == 0
+    assert "chart" not in figures  # --no-chart, as scripts/gpu-check.sh runs it without matplotlib
     log = (stack.stack.state_dir / "bench-ingest-worker.log").read_text()
     assert 'topologies=["image"] agents=["ingest"]' in log, log[-2000:]

@@ -1,4 +1,5 @@
-"""The GPU busy sampler, against a stand-in nvidia-smi (none on a CPU machine)."""
+"""The GPU busy sampler, against a stand-in nvidia-smi (none on a CPU machine), and the reading
+of a worker's own metrics (the registry a worker serves, and its real HTTP endpoint)."""
 
 import os
 import stat
@@ -6,8 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
-from streamer.bench.observe import GpuBusy
+from streamer.bench.observe import GpuBusy, StageTimes, WorkerMetrics
+from streamer.core.metrics import Health, Metrics, serve
+from streamer.stack.processes import free_port
 
 
 def test_gpu_busy_is_the_mean_of_nvidia_smis_samples(
@@ -32,3 +36,40 @@ def test_without_nvidia_smi_nothing_is_measured(monkeypatch: pytest.MonkeyPatch)
     with GpuBusy() as busy:
         pass
     assert busy.pct is None
+
+
+def test_stage_times_are_what_a_worker_spent_between_two_readings() -> None:
+    metrics = Metrics()
+    metrics.stages({"fetch": 0.5, "embed": 2.0}, {"embed": 1.0})
+    metrics.batch("ingest", 64, {})
+    before = StageTimes.parse(generate_latest(metrics.registry).decode())
+    metrics.stages({"fetch": 0.25, "embed": 3.0, "sink": 1.0}, {"embed": 1.5, "decode": 0.5})
+    metrics.stages({"fetch": 0.25, "embed": 3.0}, {"embed": 1.5})
+    metrics.batch("ingest", 64, {})
+    metrics.batch("ingest", 32, {})
+    metrics.model_cold_calls.labels("image", "effnet@1", "embed").inc()
+    after = StageTimes.parse(generate_latest(metrics.registry).decode())
+
+    where = after.since(before, wall_s=4.0)
+
+    assert where["stages"] == {  # busiest first, then the longest
+        "embed": {"seconds": 6.0, "busy_s": 3.0, "busy_pct": 75.0},
+        "decode": {"seconds": 0.0, "busy_s": 0.5, "busy_pct": 12.5},
+        "sink": {"seconds": 1.0, "busy_s": 0.0, "busy_pct": 0.0},
+        "fetch": {"seconds": 0.5, "busy_s": 0.0, "busy_pct": 0.0},
+    }
+    assert list(where["stages"]) == ["embed", "decode", "sink", "fetch"]
+    assert where["batches"] == 2 and where["mean_batch"] == 48.0
+    assert where["cold_calls"] == 1 and where["wall_s"] == 4.0
+
+
+def test_a_workers_metrics_are_read_over_http() -> None:
+    metrics = Metrics()
+    port = free_port()
+    server = serve(port, metrics, Health(stall_s=60))
+    assert server is not None
+    try:
+        metrics.stages({"decode": 1.5})
+        assert WorkerMetrics(port).read().stages == {"decode": 1.5}
+    finally:
+        server.shutdown()

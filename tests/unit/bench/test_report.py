@@ -1,6 +1,7 @@
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from streamer.bench.chart import write_chart
@@ -88,3 +89,27 @@ def test_a_gpu_run_reports_its_ceilings_against_the_slower_of_decode_and_model(
         "sink alone",
     ):
         assert row in text
+
+
+def test_a_bench_without_matplotlib_says_so_before_it_measures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from streamer.bench import ingest
+    from streamer.config.settings import Settings
+    from streamer.core.errors import ConfigError
+
+    find_spec = importlib.util.find_spec
+
+    def without_matplotlib(name: str, *args: Any) -> Any:
+        return None if name == "matplotlib" else find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_matplotlib)
+
+    def no_stack(*_: Any) -> None:
+        raise AssertionError("the stack started before the chart was checked")
+
+    monkeypatch.setattr(ingest, "stack_up", no_stack)
+    with pytest.raises(ConfigError, match=r"matplotlib.*--no-chart"):
+        ingest.run_ingest_bench(Settings(), chart=tmp_path / "bench.png")

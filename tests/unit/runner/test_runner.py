@@ -1,7 +1,10 @@
 """The one runner: fused CPU stages ahead of the model, model chunks, errors carried."""
 
 import asyncio
+import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,7 @@ from streamer.runner.context import Context
 from streamer.runner.operator import VECTOR, CpuOperator, Source
 from streamer.runner.plan import bind
 from streamer.runner.runner import Runner
-from streamer.testing import fake_topology, tally
+from streamer.testing import FakeEmbed, FakeModel, fake_topology, tally
 
 POOL = ThreadPoolExecutor(2)
 
@@ -112,3 +115,31 @@ def test_an_inline_runner_runs_every_stage_in_the_calling_thread(tmp_path: Path)
     assert out[0].shape == (8,) and isinstance(out[1], StageError)
     assert seen == {threading.current_thread().name}
     inline.close()
+
+
+class SlowModel(FakeModel):
+    def __call__(self, batch: Sequence[bytes]) -> np.ndarray:
+        time.sleep(0.05)
+        return super().__call__(batch)
+
+
+@dataclass(frozen=True)
+class SlowEmbed(FakeEmbed):
+    def load(self, device: str, precision: str) -> SlowModel:
+        return SlowModel(self.dim, self.tally)
+
+
+def test_busy_seconds_leave_out_the_waits_for_a_free_thread(tmp_path: Path) -> None:
+    topology = fake_topology("t", "text", dim=4, batch=2)
+    slow = topology.replacing(embed=SlowEmbed(4, batch=topology.stages[2].batch))
+    plan = bind(slow, None, Context(FetchSettings(media_roots=(tmp_path,))))
+    timings: dict[str, float] = {}
+    busy: dict[str, float] = {}
+    one_model_thread = ThreadPoolExecutor(1)
+    sources = [Source(text=f"text {i}") for i in range(6)]
+    asyncio.run(Runner(POOL, one_model_thread).run(plan, sources, timings=timings, busy=busy))
+    # three chunks of 2 at once, one model thread: the calls ran one after another, so the
+    # chunks waited 0, 1 and 2 calls before their own
+    assert busy["embed"] >= 3 * 0.05
+    assert timings["embed"] >= busy["embed"] + 3 * 0.05
+    assert set(busy) == {"fetch", "embed"}  # fetch and the fused decode run as one segment
