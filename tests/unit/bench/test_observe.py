@@ -28,7 +28,8 @@ def test_gpu_busy_is_the_mean_of_nvidia_smis_samples(
         while len(busy.samples) < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
     assert busy.pct == 60.0
-    assert "utilization.gpu" in (tmp_path / "args").read_text()
+    args = (tmp_path / "args").read_text()
+    assert "utilization.gpu" in args and "--loop-ms=" in args and "--id=0" in args
 
 
 def test_without_nvidia_smi_nothing_is_measured(monkeypatch: pytest.MonkeyPatch) -> None:
