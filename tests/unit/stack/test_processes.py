@@ -16,7 +16,8 @@ def test_a_spawned_process_is_alive_at_once_and_stop_ends_it(tmp_path: Path) -> 
 
 
 def test_exit_status_says_how_a_child_ended(tmp_path: Path) -> None:
-    process = spawn("short", ["sh", "-c", "sleep 0.2; exit 3"], log_dir=tmp_path, marker="sh")
+    # long enough that a loaded machine still finds it running right after the spawn
+    process = spawn("short", ["sh", "-c", "sleep 2; exit 3"], log_dir=tmp_path, marker="sh")
     assert exit_status(process.pid) == "running"
     deadline = time.monotonic() + 10
     while process.alive() and time.monotonic() < deadline:
