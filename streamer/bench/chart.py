@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from streamer.bench.report import measured_media
-from streamer.core.errors import ConfigError
 from streamer.core.extras import require
 
 __all__ = ["require_chart", "write_chart"]
@@ -16,10 +15,12 @@ __all__ = ["require_chart", "write_chart"]
 def require_chart() -> None:
     """Raise :class:`~streamer.core.errors.ConfigError` if the chart could not be drawn: a
     benchmark asks before it runs, not after minutes of measuring."""
-    try:
-        require("matplotlib", extra="charts", feature="the benchmark's chart")
-    except ConfigError as e:
-        raise ConfigError(f"{e}; or leave the chart out: --no-chart") from None
+    require(
+        "matplotlib",
+        extra="charts",
+        feature="the benchmark's chart",
+        instead="leave the chart out: --no-chart",
+    )
 
 
 def write_chart(path: Path, figures: dict[str, Any], memory: Sequence[tuple[int, float]]) -> Path:

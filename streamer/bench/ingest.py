@@ -141,29 +141,24 @@ def _prepare_ceiling(plan: Plan, payloads: Sequence[bytes], threads: int, second
         runner.close()
 
 
-class _Where:
-    """Where a phase's time went in the worker: ``with watch("image", figures):`` reads the
-    worker's metrics before and after and puts the difference under ``image_e2e_where``. A
-    worker that cannot be read costs the run nothing but that figure."""
-
-    def __init__(self, metrics: WorkerMetrics) -> None:
-        self.metrics = metrics
-
-    @contextlib.contextmanager
-    def __call__(self, medium: str, figures: dict[str, Any]) -> Iterator[None]:
-        try:
-            before = self.metrics.read()
-        except OSError as exc:
-            log.warning("worker metrics unreadable: %s", exc)
-            yield
-            return
-        started = time.perf_counter()
+@contextlib.contextmanager
+def _where(metrics: WorkerMetrics, medium: str, figures: dict[str, Any]) -> Iterator[None]:
+    """Where a phase's time went in the worker: its metrics read before and after the block,
+    the difference put under ``<medium>_e2e_where``. A worker that cannot be read costs the run
+    nothing but that figure."""
+    try:
+        before = metrics.read()
+    except OSError as exc:
+        log.warning("worker metrics unreadable: %s", exc)
         yield
-        wall_s = time.perf_counter() - started
-        try:
-            figures[f"{medium}_e2e_where"] = self.metrics.read().since(before, wall_s)
-        except OSError as exc:
-            log.warning("worker metrics unreadable: %s", exc)
+        return
+    started = time.perf_counter()
+    yield
+    wall_s = time.perf_counter() - started
+    try:
+        figures[f"{medium}_e2e_where"] = metrics.read().since(before, wall_s)
+    except OSError as exc:
+        log.warning("worker metrics unreadable: %s", exc)
 
 
 def _first_of(topologies: Sequence[Topology], media_type: str) -> Topology:
@@ -362,7 +357,7 @@ def run_ingest_bench(
             settings.stack.state_dir / "bench-ingest-worker.log",
             agents="ingest",
         )
-        watch = _Where(WorkerMetrics(metrics_port))
+        metrics = WorkerMetrics(metrics_port)
         sampler = RssSampler(worker.pid)
         sampler.start()
         warm = _image_uploads(warm_photos, "warm")
@@ -388,13 +383,13 @@ def run_ingest_bench(
 
         phase(f"end to end: {len(photos)} images")
         image_uploads = _image_uploads(photos, "img")
-        with GpuBusy() as gpu, watch("image", figures):
+        with GpuBusy() as gpu, _where(metrics, "image", figures):
             figures["image_e2e_ips"] = through_worker("images", image_uploads)
         if gpu.pct is not None:
             figures["gpu_busy_pct"] = gpu.pct
         if sizes.text:
             phase(f"end to end: {len(texts)} texts")
-            with watch("text", figures):
+            with _where(metrics, "text", figures):
                 figures["text_e2e_ips"] = through_worker("texts", _text_uploads(texts, "txt"))
 
         # 5. re-delivery of the indexed images

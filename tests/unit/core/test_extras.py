@@ -13,3 +13,15 @@ def test_a_missing_module_names_the_extra_to_install() -> None:
         ConfigError, match=r"the demo's photos needs .*pip install 'streamer\[embedded\]'"
     ):
         require("no_such_module_here", extra="embedded", feature="the demo's photos")
+
+
+def test_a_missing_module_may_name_what_to_do_without_it() -> None:
+    with pytest.raises(
+        ConfigError, match=r"pip install 'streamer\[charts\]' .*; or leave it out: --no-chart$"
+    ):
+        require(
+            "no_such_module_here",
+            extra="charts",
+            feature="the chart",
+            instead="leave it out: --no-chart",
+        )
