@@ -83,6 +83,9 @@ _UPRIGHT: dict[int, tuple[bool, tuple[int, ...]]] = {
 }
 #: JPEG colour modes the device decodes to RGB as Pillow does (CMYK/YCCK: Pillow's own way)
 _DEVICE_MODES = ("RGB", "L")
+#: decoded photos of one size resized in one call, at most (a 1920x1280 photo is ~30 MB in
+#: float while it is resized: 32 of them ~1 GB of device memory at once)
+RESIZE_CHUNK = 32
 
 
 class ImageDecoding(Protocol):
@@ -172,9 +175,19 @@ class DevicePreparer:
             except DecodeError as exc:  # empty, not an image, over the pixel cap
                 results[i] = exc
         images = self._decode([batch[i] for i, _ in on_device])
+        # photos of one size are resized together: a few kernels a chunk, not a few an image
+        # (the per-call cost, not the arithmetic, is what a GPU's prepare thread spends)
+        by_shape: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
         for (i, orientation), image in zip(on_device, images, strict=True):
             if image is not None:
-                results[i] = self._resize_crop(upright(image, orientation))
+                turned = upright(image, orientation)
+                by_shape.setdefault(tuple(turned.shape), []).append((i, turned))
+        for same in by_shape.values():
+            for start in range(0, len(same), RESIZE_CHUNK):
+                chunk = same[start : start + RESIZE_CHUNK]
+                crops = self._resize_crop(torch.stack([image for _, image in chunk]))
+                for (i, _), crop in zip(chunk, crops, strict=True):
+                    results[i] = crop
         # the CPU path for the rest, in threads: a GPU worker fed PNGs must not decode them one
         # at a time on its model thread
         left = [i for i, result in enumerate(results) if result is None]
@@ -234,7 +247,8 @@ class DevicePreparer:
             return None
 
     def _resize_crop(self, image: torch.Tensor) -> torch.Tensor:
-        """The model transform's resize and center crop, by torchvision's own functions. In
+        """The model transform's resize and center crop of ``image`` (C, H, W) or of a stack of
+        images of one size (N, C, H, W), by torchvision's own functions. In
         float on every device (a GPU resizes uint8 so anyway; the CPU's native uint8 kernel
         would round differently from what runs on the GPU)."""
         resized = F.resize(

@@ -14,15 +14,18 @@
 # as JSON (gpu-check.json, decode.json) with the logs, and a chart where matplotlib is
 # installed.
 #
-# Settings: IMAGES (default 3000), PYTHON (default python3), OUT, GPU_CHECK_VENV (where the kit
+# Settings: IMAGES (default 3000), WORKERS (worker processes sharing the GPU, default 4: one
+# process's interpreter lock holds a GPU worker near 600 photos/s), PYTHON (default python3), OUT, GPU_CHECK_VENV (where the kit
 # is installed), GPU_CHECK_INSTALL=target (install into a folder on PYTHONPATH instead of a
-# venv: what happens by itself where the venv module is missing), any STREAMER_* variable.
+# venv: what happens by itself where the venv module is missing, or where python3 is itself a
+# venv), GPU_CHECK_DECODE_BENCH=0 (skip the CPU decode bench), any STREAMER_* variable.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KIT="$(cd "${1:-$ROOT/.gpu-kit}" && pwd)"
 PY="${PYTHON:-python3}"
 IMAGES="${IMAGES:-3000}"
+WORKERS="${WORKERS:-4}"
 OUT="${OUT:-$ROOT/gpu-check}"
 mkdir -p "$OUT"
 started=$(date +%s)
@@ -37,6 +40,9 @@ install=(-m pip install --quiet --no-index --no-deps --find-links "$KIT/wheels" 
 venv="${GPU_CHECK_VENV:-/tmp/streamer-gpu-check-venv}"
 usable_venv() {  # a venv that sees the system's packages and has pip (python3-venv may be absent)
     [ "${GPU_CHECK_INSTALL:-auto}" != target ] || return 1
+    # where python3 is itself a venv (the lent GPU machines': /opt/torch/.venv), a venv made
+    # from it would see the base interpreter's packages, not torch and the rest beside it
+    "$PY" -c 'import sys; sys.exit(sys.prefix != sys.base_prefix)' || return 1
     if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
         rm -rf "$venv"
         "$PY" -m venv --system-site-packages "$venv" >/dev/null 2>&1 || return 1
@@ -52,7 +58,7 @@ if ! "$PY" -c "$needed" 2>/dev/null; then
         # no venv here: a folder first on the path (pip skips the externally-managed check for
         # --target, and the kit's versions come before any the system has)
         site="$venv-site"
-        say "no usable venv: installing streamer's dependencies into $site, first on PYTHONPATH"
+        say "installing streamer's dependencies into $site, first on PYTHONPATH"
         rm -rf "$site"
         "$PY" "${install[@]}" --target "$site"
         export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
@@ -79,9 +85,9 @@ if ! "$PY" -c "import matplotlib" 2>/dev/null; then
     say "no matplotlib here: figures without the chart"
     chart=(--no-chart)
 fi
-say "ingest bench: $IMAGES distinct 1920x1280 JPEGs, images only"
+say "ingest bench: $IMAGES distinct 1920x1280 JPEGs, images only, $WORKERS worker processes"
 "$PY" -m streamer bench --no-text --images "$IMAGES" --naive-images 40 --redelivery-rounds 1 \
-    "${chart[@]}" --json | tee "$OUT/bench.log" >&2
+    --workers "$WORKERS" "${chart[@]}" --json | tee "$OUT/bench.log" >&2
 tail -n 1 "$OUT/bench.log" > "$OUT/gpu-check.json"
 cp "$STREAMER_STACK_STATE_DIR/bench-ingest-worker.log" "$OUT/worker.log" 2>/dev/null || true
 
@@ -93,6 +99,7 @@ f = json.load(open(sys.argv[1]))
 rows = [
     ("machine", f.get("machine")),
     ("device", f.get("device")),
+    ("worker processes (one consumer group)", f.get("workers")),
     ("batch size (calibrated)", f.get("image_batch_size")),
     ("model only, steady state (photos/s)", f.get("image_model_ips")),
     ("JPEG decode on the GPU (photos/s)", f.get("image_device_decode_ips", "not fused")),
@@ -112,7 +119,7 @@ for key, value in rows:
     print(f"  {key:<{width}}  {value}")
 where = f.get("image_e2e_where")
 if where:
-    print(f"\n  end to end ({where['wall_s']} s), the worker's time per stage "
+    print(f"\n  end to end ({where['wall_s']} s), the workers' time per stage, summed "
           f"({where['batches']} batches of {where['mean_batch']} on average; "
           f"{where['cold_calls']} cold model calls):")
     print(f"    {'stage':<12} {'start to end':>13} {'threads busy':>13} {'busy / wall':>12}")
@@ -126,6 +133,10 @@ print(f"\n  goals: end to end >= 2000/s: {'met' if e2e >= 2000 else 'not met'}; 
 PY
 # JPEG decode on the CPU at every core, Pillow beside OpenCV (which releases the GIL for the
 # whole decode): which one a many-core machine should decode with where the GPU does not
+if [ "${GPU_CHECK_DECODE_BENCH:-1}" = 0 ]; then
+    say "done (decode bench skipped); figures in $OUT"
+    exit 0
+fi
 say "CPU decode on every core: Pillow beside OpenCV"
 if "$PY" -m streamer bench decode --images 96 --rounds 2 --json > "$OUT/decode.log" 2>&1; then
     tail -n 1 "$OUT/decode.log" > "$OUT/decode.json"

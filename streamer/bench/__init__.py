@@ -24,6 +24,9 @@ class BenchSizes:
     #: measure the text topology too (False: images only, no text model loaded anywhere; the
     #: memory run, which uses texts, is left out)
     text: bool = True
+    #: worker processes in one consumer group for the end-to-end phases (each with its own
+    #: interpreter lock, the cores split between them; on a GPU they share the device)
+    workers: int = 1
 
     @property
     def media(self) -> tuple[str, ...]:

@@ -47,9 +47,11 @@ from streamer.bench.observe import (
     Counters,
     GpuBusy,
     RssSampler,
+    StageTimes,
     WorkerMetrics,
     own_peak_mb,
     status_mb,
+    wait_ready,
     wait_received,
 )
 from streamer.bench.report import machine, memory_figures, print_figures, progress, ratios
@@ -141,13 +143,41 @@ def _prepare_ceiling(plan: Plan, payloads: Sequence[bytes], threads: int, second
         runner.close()
 
 
+#: photos the workers are warmed with (before any phase is timed): enough that every
+#: partition of the uploads topic almost surely gets one (4 partitions: all but 0.4 % of runs)
+WARM_PHOTOS = 24
+
+
+def worker_log(index: int) -> str:
+    """The log file of bench worker ``index`` (under the stack's state folder)."""
+    return "bench-ingest-worker.log" if index == 0 else f"bench-ingest-worker-{index}.log"
+
+
+def worker_env(settings: Settings, workers: int) -> dict[str, str]:
+    """The settings of each of ``workers`` worker processes: the fetch threads and the torch
+    threads of the machine split between them (at least one of each)."""
+    from streamer.runner.device import resolve_device
+
+    env = settings_env(settings)
+    if workers > 1:
+        runtime = settings.runtime
+        device = resolve_device(runtime.device)
+        env["STREAMER_BATCH_DECODE_WORKERS"] = str(
+            max(1, settings.batching.decode_workers // workers)
+        )
+        env["STREAMER_TORCH_THREADS"] = str(max(1, runtime.threads_per_stream(device) // workers))
+    return env
+
+
 @contextlib.contextmanager
-def _where(metrics: WorkerMetrics, medium: str, figures: dict[str, Any]) -> Iterator[None]:
-    """Where a phase's time went in the worker: its metrics read before and after the block,
-    the difference put under ``<medium>_e2e_where``. A worker that cannot be read costs the run
-    nothing but that figure."""
+def _where(
+    metrics: Sequence[WorkerMetrics], medium: str, figures: dict[str, Any]
+) -> Iterator[None]:
+    """Where a phase's time went in the workers: their metrics read before and after the
+    block, the difference (summed over the workers) put under ``<medium>_e2e_where``. A worker
+    that cannot be read costs the run nothing but that figure."""
     try:
-        before = metrics.read()
+        before = StageTimes.combined([m.read() for m in metrics])
     except OSError as exc:
         log.warning("worker metrics unreadable: %s", exc)
         yield
@@ -156,7 +186,8 @@ def _where(metrics: WorkerMetrics, medium: str, figures: dict[str, Any]) -> Iter
     yield
     wall_s = time.perf_counter() - started
     try:
-        figures[f"{medium}_e2e_where"] = metrics.read().since(before, wall_s)
+        after = StageTimes.combined([m.read() for m in metrics])
+        figures[f"{medium}_e2e_where"] = after.since(before, wall_s)
     except OSError as exc:
         log.warning("worker metrics unreadable: %s", exc)
 
@@ -222,17 +253,17 @@ def run_ingest_bench(
     store = VectorStore(settings.milvus)
     client = redis_client(settings.redis)
     counters = Counters(client, settings.redis.key_prefix)
-    worker: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = []
     sampler: RssSampler | None = None
     figures: dict[str, Any] = {"machine": machine()}
     memory_trace: list[tuple[int, float]] = []
     try:
         asyncio.run(ensure_topics(settings.kafka))
-        phase(f"writing {sizes.images + sizes.naive_images + 2} distinct 1920x1280 JPEGs")
+        phase(f"writing {sizes.images + sizes.naive_images + WARM_PHOTOS} distinct 1920x1280 JPEGs")
         cores = available_cores()  # before any model: no process is forked after CUDA starts
         photos = write_bench_photos(media, sizes.images, seed=1, workers=cores)
         naive_photos = write_bench_photos(media, sizes.naive_images, seed=2, workers=cores)
-        warm_photos = write_bench_photos(media, 2, seed=3)
+        warm_photos = write_bench_photos(media, WARM_PHOTOS, seed=3, workers=cores)
 
         # 1. calibration (measured now, on demand; the worker reads the cache)
         phase("loading models and calibrating batch sizes")
@@ -349,22 +380,34 @@ def run_ingest_bench(
             naive_runner.close()
         del plans
 
-        # 4. end to end through a worker process
-        phase("starting a worker (ingest agent) and warming it up")
-        metrics_port = free_port()
-        worker = start_worker(
-            {**settings_env(settings), "STREAMER_METRICS_PORT": str(metrics_port)},
-            settings.stack.state_dir / "bench-ingest-worker.log",
-            agents="ingest",
-        )
-        metrics = WorkerMetrics(metrics_port)
-        sampler = RssSampler(worker.pid)
+        # 4. end to end through worker processes (one consumer group)
+        n = sizes.workers
+        phase(f"starting {n} worker{'s' if n > 1 else ''} (ingest agent) and warming up")
+        ports = [free_port() for _ in range(n)]
+        own = [
+            {"STREAMER_METRICS_PORT": str(port), "STREAMER_WORKER_NAME": f"bench-{i}"}
+            for i, port in enumerate(ports)
+        ]
+        workers = [
+            start_worker(
+                {**worker_env(settings, n), **env},
+                settings.stack.state_dir / worker_log(i),
+                agents="ingest",
+            )
+            for i, env in enumerate(own)
+        ]
+        metrics = [WorkerMetrics(port) for port in ports]
+        wait_ready(metrics, workers, timeout_s=300)
+        figures["workers"] = n
+        sampler = RssSampler(workers[0].pid)
         sampler.start()
+        # a warm photo on (almost surely) every partition: each worker has had its
+        # assignment and run a batch before the clock starts
         warm = _image_uploads(warm_photos, "warm")
         if sizes.text:
             warm += _text_uploads(["warm up"], "warm")
         asyncio.run(publish(settings.kafka, warm))
-        wait_received(counters, len(warm), worker=worker, timeout_s=300)
+        wait_received(counters, len(warm), workers=workers, timeout_s=300)
 
         def through_worker(label: str, uploads: Sequence[UploadMessage]) -> float:
             target = counters.received() + len(uploads)
@@ -375,7 +418,7 @@ def run_ingest_bench(
                 done = wait_received(
                     counters,
                     target,
-                    worker=worker,
+                    workers=workers,
                     timeout_s=600,
                     on_tick=lambda received: advance(received - first),
                 )
@@ -410,7 +453,7 @@ def run_ingest_bench(
             def sample(received: int) -> None:
                 done = received - first
                 if not memory_trace or done - memory_trace[-1][0] >= sizes.memory_items / 200:
-                    memory_trace.append((done, status_mb(worker.pid, "VmRSS")))
+                    memory_trace.append((done, status_mb(workers[0].pid, "VmRSS")))
                 advance(done)
 
             with progress(console, "memory run", sizes.memory_items) as advance:
@@ -419,14 +462,14 @@ def run_ingest_bench(
                 done = wait_received(
                     counters,
                     first + sizes.memory_items,
-                    worker=worker,
+                    workers=workers,
                     timeout_s=900,
                     on_tick=sample,
                 )
             sample(first + sizes.memory_items)
             figures["memory_run_ips"] = sizes.memory_items / (done - started)
             figures.update(memory_figures(memory_trace, sizes.memory_items))
-        figures["peak_rss_mb"] = max(status_mb(worker.pid, "VmHWM"), sampler.peak_mb)
+        figures["peak_rss_mb"] = max(status_mb(workers[0].pid, "VmHWM"), sampler.peak_mb)
 
         # 7. the sink alone, last: milvus-lite keeps working for a while after a big write
         # and a drop, which would slow whatever phase came next
@@ -440,7 +483,7 @@ def run_ingest_bench(
     finally:
         if sampler is not None:
             sampler.stop()
-        if worker is not None:
+        for worker in workers:
             terminate(worker)
         for name in store.collections(settings.milvus.collection_prefix):
             store.drop(name)

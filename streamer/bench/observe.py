@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,10 @@ __all__ = [
     "RssSampler",
     "StageTimes",
     "WorkerMetrics",
+    "alive",
     "own_peak_mb",
     "status_mb",
+    "wait_ready",
     "wait_received",
 ]
 
@@ -82,7 +84,7 @@ def wait_received(
     counters: Counters,
     target: int,
     *,
-    worker: subprocess.Popen[bytes],
+    workers: Sequence[subprocess.Popen[bytes]],
     timeout_s: float,
     on_tick: Callable[[int], None] = lambda received: None,
 ) -> float:
@@ -93,11 +95,17 @@ def wait_received(
         on_tick(received)
         if received >= target:
             return time.perf_counter()
-        if worker.poll() is not None:
-            raise StreamerError(f"the benchmark worker exited with {worker.returncode}")
+        alive(workers)
         if time.monotonic() > deadline:
             raise StreamerError(f"timed out: {received} of {target} messages processed")
         time.sleep(0.02)
+
+
+def alive(workers: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Raise if any of ``workers`` has exited."""
+    for worker in workers:
+        if worker.poll() is not None:
+            raise StreamerError(f"a benchmark worker exited with {worker.returncode}")
 
 
 class GpuBusy:
@@ -176,6 +184,25 @@ class StageTimes:
                     cold += sample.value
         return cls(stages, busy, batches, messages, cold)
 
+    @classmethod
+    def combined(cls, times: Sequence[StageTimes]) -> StageTimes:
+        """The sums of several workers' figures."""
+
+        def summed(of: Callable[[StageTimes], Mapping[str, float]]) -> dict[str, float]:
+            totals: dict[str, float] = {}
+            for t in times:
+                for stage, value in of(t).items():
+                    totals[stage] = totals.get(stage, 0.0) + value
+            return totals
+
+        return cls(
+            summed(lambda t: t.stages),
+            summed(lambda t: t.busy),
+            sum(t.batches for t in times),
+            sum(t.messages for t in times),
+            sum(t.cold_calls for t in times),
+        )
+
     def since(self, before: StageTimes, wall_s: float) -> dict[str, Any]:
         """The figures of the span from ``before`` to this moment, ``wall_s`` long: per stage
         (busiest first) its seconds, busy seconds and busy share of the wall time (100 % is
@@ -212,3 +239,27 @@ class WorkerMetrics:
     def read(self) -> StageTimes:
         with urllib.request.urlopen(self.url, timeout=self.timeout_s) as reply:
             return StageTimes.parse(reply.read().decode())
+
+    def ready(self) -> bool:
+        """Whether the worker's ``/readyz`` passes (models loaded, agents running)."""
+        url = self.url.removesuffix("/metrics") + "/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout_s) as reply:
+                return bool(reply.status == 200)
+        except OSError:  # not serving yet (refused), or 503 while starting
+            return False
+
+
+def wait_ready(
+    metrics: Sequence[WorkerMetrics],
+    workers: Sequence[subprocess.Popen[bytes]],
+    *,
+    timeout_s: float,
+) -> None:
+    """Wait until every worker's ``/readyz`` passes (models loaded and warmed, agents run)."""
+    deadline = time.monotonic() + timeout_s
+    while not all(m.ready() for m in metrics):
+        alive(workers)
+        if time.monotonic() > deadline:
+            raise StreamerError(f"timed out: the workers were not ready in {timeout_s:.0f} s")
+        time.sleep(0.2)

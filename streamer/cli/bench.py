@@ -56,6 +56,14 @@ _SIZES = BenchSizes()
     help="Images only: no text model is loaded (the worker serves topologies:IMAGE unless "
     "--topologies says otherwise) and the memory run, which uses texts, is left out.",
 )
+@click.option(
+    "--workers",
+    default=_SIZES.workers,
+    show_default=True,
+    type=click.IntRange(1, 16),
+    help="Worker processes in one consumer group for the end-to-end phases (the cores split "
+    "between them; on a GPU they share it): one Python process's lock bounds a GPU worker.",
+)
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
 @topologies_option
 @click.pass_context
@@ -70,6 +78,7 @@ def bench(
     chart: Path,
     no_chart: bool,
     no_text: bool,
+    workers: int,
     as_json: bool,
     topology_specs: str | None,
 ) -> None:
@@ -87,6 +96,7 @@ def bench(
         redelivery_rounds=redelivery_rounds,
         memory_items=memory_items,
         text=not no_text,
+        workers=workers,
     )
     if no_text and not topology_specs:
         topology_specs = "topologies:IMAGE"

@@ -74,19 +74,21 @@ def stage_label(plan: Plan, stage: Stage) -> str:
 
 
 def fingerprint(label: str, model: LoadedModel[Any, Any], streams: int = 1) -> str:
-    """What the measurement depends on: the model stage, hardware, precision, threads,
-    streams, torch."""
+    """What the measurement depends on: the model stage, hardware, precision, threads (on a
+    CPU: a GPU's model calls do not use torch's CPU threads, so workers sharing a GPU with the
+    cores split between them share one measurement), streams, torch."""
     import torch
 
     from streamer.runner.device import device_label
 
+    threads = [] if model.device.startswith("cuda") else [f"threads={torch.get_num_threads()}"]
     return "|".join(
         [
             label,
             device_label(model.device),
             cpu_model(),
             model.precision,
-            f"threads={torch.get_num_threads()}",
+            *threads,
             f"streams={streams}",
             f"torch={torch.__version__}",
         ]

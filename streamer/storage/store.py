@@ -34,11 +34,12 @@ from typing import Any, Protocol, TypeVar
 import grpc
 import numpy as np
 import numpy.typing as npt
-from pymilvus import DataType, MilvusClient, MilvusException
+from pymilvus import CollectionSchema, DataType, MilvusClient, MilvusException
 
 from streamer.config.logs import adopt_pymilvus_loggers
 from streamer.config.settings import MilvusSettings
 from streamer.core.errors import SinkError, TransientError
+from streamer.storage.upsert_request import upsert_request
 
 adopt_pymilvus_loggers()  # pymilvus set its loggers up on import, over ours
 
@@ -48,6 +49,7 @@ __all__ = [
     "StoredRow",
     "VectorRow",
     "VectorStore",
+    "collection_schema",
     "escape_literal",
     "id_filter",
     "not_id_filter",
@@ -149,19 +151,6 @@ class VectorRow:
     text: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def to_entity(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "vector": self.vector.astype(np.float32).tolist(),
-            "content_hash": self.content_hash,
-            "model_version": self.model_version,
-            "media_type": self.media_type,
-            "uri": self.uri,
-            "text": self.text,
-            "metadata": self.metadata,
-            "updated_ms": int(time.time() * 1000),
-        }
-
 
 def row_bytes(row: VectorRow) -> int:
     """About what ``row`` weighs in an upsert message: its float32 vector, its strings in UTF-8,
@@ -216,6 +205,21 @@ class StoredRow:
     media_type: str = ""
 
 
+def collection_schema(dim: int) -> CollectionSchema:
+    """The fields of every collection streamer writes (``dim``: the vectors' length)."""
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_CHARS * 4)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+    schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
+    schema.add_field("model_version", DataType.VARCHAR, max_length=128)
+    schema.add_field("media_type", DataType.VARCHAR, max_length=16)
+    schema.add_field("uri", DataType.VARCHAR, max_length=URI_MAX_BYTES)
+    schema.add_field("text", DataType.VARCHAR, max_length=TEXT_MAX_BYTES)
+    schema.add_field("metadata", DataType.JSON)
+    schema.add_field("updated_ms", DataType.INT64)
+    return schema
+
+
 def _needs_load(exc: BaseException) -> bool:
     text = str(exc).lower()
     return "released" in text or "load()" in text or "not loaded" in text
@@ -238,7 +242,7 @@ class VectorStore:
     def __init__(self, settings: MilvusSettings) -> None:
         self.settings = settings
         self._client: MilvusClient | None = None
-        self._described: dict[str, dict[str, str]] = {}
+        self._described: dict[str, dict[str, Any]] = {}
         self._unflushed: dict[str, int] = {}
         # batches in flight may meet a new collection at once: one creates it, the rest wait
         self._creating = threading.Lock()
@@ -295,16 +299,7 @@ class VectorStore:
             return self.incarnation(name)
         client = self.client
         if not self._call("has_collection", lambda: client.has_collection(name)):
-            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_CHARS * 4)
-            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-            schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
-            schema.add_field("model_version", DataType.VARCHAR, max_length=128)
-            schema.add_field("media_type", DataType.VARCHAR, max_length=16)
-            schema.add_field("uri", DataType.VARCHAR, max_length=URI_MAX_BYTES)
-            schema.add_field("text", DataType.VARCHAR, max_length=TEXT_MAX_BYTES)
-            schema.add_field("metadata", DataType.JSON)
-            schema.add_field("updated_ms", DataType.INT64)
+            schema = collection_schema(dim)
             index = MilvusClient.prepare_index_params()
             index.add_index("vector", index_type="FLAT", metric_type="IP")
             try:
@@ -336,11 +331,16 @@ class VectorStore:
                     raise
         return self.incarnation(name)
 
-    def _properties(self, name: str) -> dict[str, str]:
+    def _description(self, name: str) -> dict[str, Any]:
+        """``describe_collection`` of ``name``, asked once (until it is dropped, or a call
+        fails as if the server went away)."""
         if name not in self._described:
             described = self._call("describe", lambda: self.client.describe_collection(name))
-            self._described[name] = dict(described.get("properties") or {})
+            self._described[name] = dict(described)
         return self._described[name]
+
+    def _properties(self, name: str) -> dict[str, str]:
+        return dict(self._description(name).get("properties") or {})
 
     def incarnation(self, name: str) -> str:
         return str(self._properties(name).get(INCARNATION, "0"))
@@ -412,10 +412,27 @@ class VectorStore:
         return upserted
 
     def _upsert(self, name: str, rows: Sequence[VectorRow], what: str) -> int:
-        entities = [row.to_entity() for row in rows]  # per call: Python floats are ~8x float32
-        result = self._call(what, lambda: self.client.upsert(name, entities), collection=name)
+        """One upsert call, its request built by columns (:mod:`streamer.storage.upsert_request`:
+        a tenth of the CPU pymilvus's row path takes) and sent through the client's own
+        connection, as ``MilvusClient.upsert`` sends it."""
+        if len({row.vector.shape for row in rows}) > 1:
+            raise SinkError(f"milvus {what} failed: the rows' vectors differ in length")
+
+        def call() -> int:
+            client = self.client
+            request = upsert_request(name, rows, self._description(name)["fields"])
+            result = client._get_connection().upsert(
+                name,
+                [],
+                upsert_param=request,
+                schema=self._description(name),
+                context=client._generate_call_context(),
+            )
+            return int(result.upsert_count)
+
+        upserted = self._call(what, call, collection=name)
         self._unflushed[name] = self._unflushed.get(name, 0) + len(rows)
-        return int(result.get("upsert_count", len(rows))) if isinstance(result, dict) else len(rows)
+        return upserted
 
     def flush(self, name: str) -> None:
         """Seal what was written so searches use the index instead of a scan."""

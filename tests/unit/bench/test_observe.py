@@ -74,3 +74,27 @@ def test_a_workers_metrics_are_read_over_http() -> None:
         assert WorkerMetrics(port).read().stages == {"decode": 1.5}
     finally:
         server.shutdown()
+
+
+def test_several_workers_figures_are_summed() -> None:
+    one = StageTimes({"fetch": 1.0, "embed": 2.0}, {"embed": 1.5}, 3, 300, 1)
+    two = StageTimes({"embed": 0.5, "sink": 4.0}, {"embed": 0.5, "decode": 2.0}, 2, 100, 0)
+    both = StageTimes.combined([one, two])
+    assert both.stages == {"fetch": 1.0, "embed": 2.5, "sink": 4.0}
+    assert both.busy == {"embed": 2.0, "decode": 2.0}
+    assert (both.batches, both.messages, both.cold_calls) == (5, 400, 1)
+    assert StageTimes.combined([]) == StageTimes()
+
+
+def test_a_worker_is_ready_when_its_readyz_passes() -> None:
+    health = Health(stall_s=60)
+    port = free_port()
+    assert not WorkerMetrics(port).ready()  # nothing serving: not ready, no error
+    server = serve(port, Metrics(), health)
+    assert server is not None
+    try:
+        assert not WorkerMetrics(port).ready()  # 503 while starting
+        health.ready = True
+        assert WorkerMetrics(port).ready()
+    finally:
+        server.shutdown()

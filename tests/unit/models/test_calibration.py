@@ -134,6 +134,30 @@ def test_fingerprint_names_model_device_and_precision() -> None:
     assert "|fp32|" in key and "torch=" in key
 
 
+def test_torch_threads_key_a_cpus_measurement_not_a_gpus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    from streamer.runner import device
+
+    monkeypatch.setattr(device, "device_label", lambda name: f"{name} (NVIDIA H200)")
+    on_cpu, on_gpu = FakeModel(8, Tally()), FakeModel(8, Tally())
+    on_gpu.device = "cuda"
+    threads = torch.get_num_threads()
+    try:
+        keys = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            keys.append((fingerprint(LABEL, on_cpu), fingerprint(LABEL, on_gpu)))
+    finally:
+        torch.set_num_threads(threads)
+    (cpu_1, gpu_1), (cpu_2, gpu_2) = keys
+    assert cpu_1 != cpu_2 and "threads=1" in cpu_1
+    # workers sharing a GPU, the cores split between them, share the bench's measurement
+    assert gpu_1 == gpu_2 and "threads=" not in gpu_1 and "NVIDIA H200" in gpu_1
+
+
 def test_out_of_memory_at_a_large_size_keeps_the_smaller_ones() -> None:
     class Small(TimedModel):
         def __call__(self, prepared: Sequence[Any], /) -> npt.NDArray[np.float32]:

@@ -252,3 +252,28 @@ def test_a_transform_the_device_cannot_reproduce_is_refused() -> None:
     decoder = DecodeImage().decoder(FetchSettings())
     with pytest.raises(ConfigError, match="not a resize and center crop"):
         DevicePreparer(decoder, lambda image: image, device="cpu", precision="fp32")
+
+
+def test_photos_of_one_size_are_resized_together_as_each_would_be_alone(
+    stage: BoundModel[bytes, torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # more photos of one size than one resize call takes, between photos of other sizes:
+    # every crop is the one that photo gets alone, in the order given
+    names = ["astronaut", "coffee", "chelsea", "rocket"]
+    sizes = [(640, 427)] * (device_decode.RESIZE_CHUNK + 3) + [(300, 300), (427, 640)] * 2
+    jpegs = [encoded(photo(names[i % 4], size)) for i, size in enumerate(sizes)]
+    calls: list[int] = []
+    resize_crop = DevicePreparer._resize_crop
+
+    def counted(self: DevicePreparer, images: torch.Tensor) -> torch.Tensor:
+        calls.append(len(images))
+        return resize_crop(self, images)
+
+    monkeypatch.setattr(DevicePreparer, "_resize_crop", counted)
+    together = stage(jpegs)
+    # 640x427 in two calls (the chunk, then 3), 300x300 and 427x640 in one each
+    assert sorted(calls) == sorted([device_decode.RESIZE_CHUNK, 3, 2, 2])
+    for jpeg, crop in zip(jpegs, together, strict=True):
+        alone = stage([jpeg])[0]
+        assert isinstance(crop, torch.Tensor) and isinstance(alone, torch.Tensor)
+        assert torch.equal(crop, alone)

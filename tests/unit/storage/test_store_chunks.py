@@ -8,6 +8,7 @@ tests/integration/test_store_chunks.py.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any, cast
 
 import grpc
@@ -17,7 +18,13 @@ from pymilvus import MilvusClient, MilvusException
 
 from streamer.config.settings import MilvusSettings
 from streamer.core.errors import SinkError, TransientError
-from streamer.storage.store import VectorRow, VectorStore, row_bytes, upsert_chunks
+from streamer.storage.store import (
+    VectorRow,
+    VectorStore,
+    collection_schema,
+    row_bytes,
+    upsert_chunks,
+)
 
 DIM = 16
 
@@ -33,20 +40,31 @@ class TooLarge(grpc.RpcError):
 
 
 class FakeClient:
-    """Records upserts; ``refuse`` maps a call number (0-based) to what that call raises."""
+    """Records upserts (the ids of each request, built as the store builds them for a real
+    server); ``refuse`` maps a call number (0-based) to what that call raises."""
 
     def __init__(self, refuse: dict[int, list[Exception]] | None = None) -> None:
-        self.calls: list[list[dict[str, Any]]] = []
+        self.calls: list[list[str]] = []
         self.refuse = refuse or {}
         self.loads = 0
         self.flushes = 0
 
-    def upsert(self, name: str, entities: list[dict[str, Any]]) -> dict[str, int]:
+    def describe_collection(self, name: str) -> dict[str, Any]:
+        return {"fields": collection_schema(DIM).to_dict()["fields"], "properties": {}}
+
+    def _get_connection(self) -> FakeClient:  # the client's handler: the same fake
+        return self
+
+    def _generate_call_context(self) -> None:
+        return None
+
+    def upsert(self, name: str, entities: list[Any], upsert_param: Any, **_: Any) -> Any:
         failures = self.refuse.get(len(self.calls))
         if failures:
             raise failures.pop(0)
-        self.calls.append(entities)
-        return {"upsert_count": len(entities)}
+        column = next(f for f in upsert_param.fields_data if f.field_name == "id")
+        self.calls.append(list(column.scalars.string_data.data))
+        return SimpleNamespace(upsert_count=upsert_param.num_rows)
 
     def load_collection(self, name: str) -> None:
         self.loads += 1
@@ -73,8 +91,8 @@ def store_with(client: FakeClient, **settings: Any) -> VectorStore:
     return store
 
 
-def ids(calls: Sequence[list[dict[str, Any]]]) -> list[list[str]]:
-    return [[entity["id"] for entity in call] for call in calls]
+def ids(calls: Sequence[list[str]]) -> list[list[str]]:
+    return [list(call) for call in calls]
 
 
 def test_a_batch_is_split_by_rows_and_the_counts_summed() -> None:
@@ -161,3 +179,14 @@ def test_flushes_count_rows_across_chunks() -> None:
     assert client.flushes == 0
     store.upsert("c", [row(i) for i in range(9, 12)])
     assert client.flushes == 1  # once per call of upsert, as before chunking
+
+
+def test_rows_whose_vectors_differ_in_length_are_refused_unsent() -> None:
+    client = FakeClient()
+    short = VectorRow(
+        id="a-9", vector=np.ones(DIM - 1, dtype=np.float32), content_hash="0" * 64,
+        model_version="m@1", media_type="text",
+    )  # fmt: skip
+    with pytest.raises(SinkError, match="differ in length"):
+        store_with(client).upsert("c", [row(0), short])
+    assert client.calls == []
