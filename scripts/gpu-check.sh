@@ -15,10 +15,11 @@
 # installed.
 #
 # Settings: IMAGES (default 3000), WORKERS (worker processes sharing the GPU, default 4: one
-# process's interpreter lock holds a GPU worker near 600 photos/s), PYTHON (default python3), OUT, GPU_CHECK_VENV (where the kit
-# is installed), GPU_CHECK_INSTALL=target (install into a folder on PYTHONPATH instead of a
-# venv: what happens by itself where the venv module is missing, or where python3 is itself a
-# venv), GPU_CHECK_DECODE_BENCH=0 (skip the CPU decode bench), any STREAMER_* variable.
+# process's interpreter lock holds a GPU worker near 600 photos/s), PYTHON (default python3),
+# OUT, GPU_CHECK_VENV (where the kit is installed), GPU_CHECK_INSTALL=target (install into a
+# folder on PYTHONPATH instead of a venv: what happens by itself where the venv module is
+# missing, or where python3 is itself a venv), GPU_CHECK_DECODE_BENCH=0 (skip the CPU decode
+# bench), any STREAMER_* variable.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -415,19 +415,17 @@ class VectorStore:
         """One upsert call, its request built by columns (:mod:`streamer.storage.upsert_request`:
         a tenth of the CPU pymilvus's row path takes) and sent through the client's own
         connection, as ``MilvusClient.upsert`` sends it."""
-        if len({row.vector.shape for row in rows}) > 1:
-            raise SinkError(f"milvus {what} failed: the rows' vectors differ in length")
 
         def call() -> int:
-            client = self.client
-            request = upsert_request(name, rows, self._description(name)["fields"])
+            client, described = self.client, self._description(name)
+            try:
+                request = upsert_request(name, rows, described["fields"])
+            except ValueError as exc:  # vectors of different lengths, a field no row has
+                raise SinkError(f"milvus {what} failed: {exc}") from exc
             result = client._get_connection().upsert(
-                name,
-                [],
-                upsert_param=request,
-                schema=self._description(name),
+                name, [], upsert_param=request, schema=described,
                 context=client._generate_call_context(),
-            )
+            )  # fmt: skip
             return int(result.upsert_count)
 
         upserted = self._call(what, call, collection=name)

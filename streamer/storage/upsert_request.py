@@ -19,13 +19,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from pymilvus import DataType
 from pymilvus.client.prepare import Prepare
 
 if TYPE_CHECKING:
     from pymilvus.grpc_gen.milvus_pb2 import UpsertRequest
 
-__all__ = ["VECTOR_FIELD", "UpsertRow", "upsert_request"]
+__all__ = ["STAMP_FIELD", "VECTOR_FIELD", "UpsertRow", "upsert_request"]
 
 
 class UpsertRow(Protocol):
@@ -50,16 +49,10 @@ class UpsertRow(Protocol):
 
 
 VECTOR_FIELD = "vector"
+#: the field stamped with the time of the write (not a row attribute)
+STAMP_FIELD = "updated_ms"
 #: ``FloatArray.data`` (field 1) in wire type 2, length-delimited: the tag of a packed vector
 _PACKED_DATA_TAG = b"\x0a"
-#: the scalar columns of a row, in the collection's order, with their Milvus types
-_SCALARS: tuple[tuple[str, DataType], ...] = (
-    ("content_hash", DataType.VARCHAR),
-    ("model_version", DataType.VARCHAR),
-    ("media_type", DataType.VARCHAR),
-    ("uri", DataType.VARCHAR),
-    ("text", DataType.VARCHAR),
-)
 
 
 def _varint(value: int) -> bytes:
@@ -84,21 +77,28 @@ def upsert_request(
     if not rows:
         raise ValueError("an upsert needs at least one row")
     now = int(time.time() * 1000) if updated_ms is None else updated_ms
+    if len({row.vector.shape for row in rows}) > 1:
+        raise ValueError("the rows' vectors differ in length")
     vectors = np.stack([row.vector for row in rows]).astype("<f4", copy=False)
-    columns = [
-        {"name": "id", "type": DataType.VARCHAR, "values": [row.id for row in rows]},
-        # empty here: set from the array's bytes below, not value by value
-        {"name": VECTOR_FIELD, "type": DataType.FLOAT_VECTOR, "values": [()] * len(rows)},
-        *(
-            {"name": name, "type": kind, "values": [getattr(row, name) for row in rows]}
-            for name, kind in _SCALARS
-        ),
-        {"name": "metadata", "type": DataType.JSON, "values": [row.metadata for row in rows]},
-        {"name": "updated_ms", "type": DataType.INT64, "values": [now] * len(rows)},
-    ]
+    columns = [_column(field, rows, now) for field in fields]
     request = Prepare.batch_upsert_param(collection, columns, "", list(fields))
     vector = next(f for f in request.fields_data if f.field_name == VECTOR_FIELD)
     vector.vectors.dim = vectors.shape[1]
     packed = vectors.tobytes()
     vector.vectors.float_vector.MergeFromString(_PACKED_DATA_TAG + _varint(len(packed)) + packed)
     return request
+
+
+def _column(field: dict[str, Any], rows: Sequence[UpsertRow], now: int) -> dict[str, Any]:
+    """One field of the collection's schema as pymilvus's column builder takes it: the rows'
+    attribute of that name; the vector empty (set from its bytes afterwards); the stamp."""
+    name = field["name"]
+    if name == VECTOR_FIELD:
+        values: list[Any] = [()] * len(rows)
+    elif name == STAMP_FIELD:
+        values = [now] * len(rows)
+    elif hasattr(rows[0], name):
+        values = [getattr(row, name) for row in rows]
+    else:
+        raise ValueError(f"the collection has a field {name!r} that streamer does not write")
+    return {"name": name, "type": field["type"], "values": values}

@@ -83,3 +83,9 @@ def test_varint_is_protobufs(value: int) -> None:
     from google.protobuf.internal.encoder import _VarintBytes  # type: ignore[attr-defined]
 
     assert _varint(value) == _VarintBytes(value)
+
+
+def test_a_field_the_rows_do_not_have_is_refused_by_name() -> None:
+    fields = [*collection_schema(DIM).to_dict()["fields"], {"name": "colour", "type": 21}]
+    with pytest.raises(ValueError, match="'colour'"):
+        upsert_request("c", rows(1), fields)
