@@ -26,25 +26,35 @@ if TYPE_CHECKING:
     from streamer.runner.context import Context
 
 __all__ = [
-    "AUTO_JPEG_BACKEND",
     "IMAGE_FORMATS",
+    "OPENCV_FROM_CORES",
     "DecodeBackend",
     "DecodeImage",
     "DecodeText",
     "ImageDecoder",
     "SizeHint",
     "TextDecoder",
+    "auto_jpeg_backend",
 ]
 
 
-#: who decodes JPEGs: Pillow, OpenCV, or ``auto`` (:data:`AUTO_JPEG_BACKEND`); other formats
+#: who decodes JPEGs: Pillow, OpenCV, or ``auto`` (:func:`auto_jpeg_backend`); other formats
 #: are always Pillow's
 DecodeBackend = Literal["auto", "pil", "opencv"]
-#: what ``auto`` means. Measured with ``streamer bench decode`` (1920x1280 photos, decode and the
-#: model's fused crop, 2-core CPU): both are libjpeg-turbo at the same DCT scale, give the same
-#: pixels and release the GIL while they decode. OpenCV ran at 0.94-1.02x Pillow's rate on one
-#: thread, 0.99-1.09x on two, for the same CPU time a photo: not faster, so Pillow stays
-AUTO_JPEG_BACKEND: Literal["pil", "opencv"] = "pil"
+#: from how many cores ``auto`` decodes JPEGs with OpenCV (:func:`auto_jpeg_backend`)
+OPENCV_FROM_CORES = 8
+
+
+def auto_jpeg_backend(cores: int | None = None) -> Literal["pil", "opencv"]:
+    """What ``auto`` means on a machine of ``cores`` (default: this one's). Measured with
+    ``streamer bench decode`` (1920x1280 photos, decode and the model's fused crop): both are
+    libjpeg-turbo at the same DCT scale, give the same pixels and release the GIL while they
+    decode. On a 2-core CPU OpenCV ran at 0.94-1.02x Pillow's rate on one thread, 0.99-1.09x on
+    two, for the same CPU time a photo: not faster, so Pillow. On a 16-core Xeon (the lent GPU
+    machine) 1.18x on one thread and 1.35x on sixteen (1,227 against 909 photos/s): OpenCV."""
+    from streamer.config.cpus import available_cores
+
+    return "opencv" if (cores or available_cores()) >= OPENCV_FROM_CORES else "pil"
 
 
 class TextDecoder:
@@ -81,7 +91,7 @@ class DecodeImage(CpuOperator[bytes, Image.Image]):
     min_side=EFFNET)``); ``None`` decodes at full size. ``max_pixels`` defaults to
     ``STREAMER_FETCH_MAX_IMAGE_PIXELS``. ``backend`` decodes JPEGs with Pillow, OpenCV
     (:class:`~operators.cv_decode.CvImageDecoder`, same pixels) or, ``auto``, the one measured
-    faster (:data:`AUTO_JPEG_BACKEND`)."""
+    faster on a machine like this one (:func:`auto_jpeg_backend`)."""
 
     name = "decode"
     takes = bytes
@@ -106,7 +116,7 @@ class DecodeImage(CpuOperator[bytes, Image.Image]):
             self.min_side if isinstance(self.min_side, int | None) else self.min_side.resize_side()
         )
         cap = self.max_pixels or fetch.max_image_pixels
-        backend = AUTO_JPEG_BACKEND if self.backend == "auto" else self.backend
+        backend = auto_jpeg_backend() if self.backend == "auto" else self.backend
         if backend == "opencv":
             from operators.cv_decode import CvImageDecoder
 

@@ -35,7 +35,7 @@ from PIL import Image, ImageOps
 from rich.console import Console
 from rich.table import Table
 
-from operators.decode import AUTO_JPEG_BACKEND, DecodeImage
+from operators.decode import DecodeImage, auto_jpeg_backend
 from operators.image_embed import TimmEmbed
 from operators.preprocess import TimmPreprocess, timm_transform
 from streamer.bench.media import PHOTO_SIZE, write_bench_photos
@@ -200,7 +200,7 @@ def run_decode_bench(
         "opencv_ratio": {str(n): round(r, 3) for n, r in ratios.items()},
         "cosine_min": {b: round(c, 5) for b, c in lowest.items()},
         "identical_crops": identical,
-        "auto": AUTO_JPEG_BACKEND,
+        "auto": auto_jpeg_backend(),
         "seconds": round(time.perf_counter() - started_at, 1),
     }
     _print(console, figures)

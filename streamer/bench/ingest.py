@@ -49,6 +49,7 @@ from streamer.bench.observe import (
     RssSampler,
     StageTimes,
     WorkerMetrics,
+    group_children,
     own_peak_mb,
     status_mb,
     wait_ready,
@@ -57,12 +58,7 @@ from streamer.bench.observe import (
 from streamer.bench.report import machine, memory_figures, print_figures, progress, ratios
 from streamer.bench.sink import sink_alone
 from streamer.config.connections import redis_client
-from streamer.config.settings import (
-    Settings,
-    available_cores,
-    namespaced,
-    settings_env,
-)
+from streamer.config.settings import Settings, available_cores, namespaced, settings_env
 from streamer.core.errors import ConfigError, StageError
 from streamer.core.messages import UploadMessage
 from streamer.ingest.producer import publish
@@ -85,6 +81,7 @@ from streamer.stack.embedded import recorded_settings
 from streamer.stack.embedded import up as stack_up
 from streamer.stack.processes import free_port, start_worker, terminate
 from streamer.storage.store import VectorStore
+from streamer.worker.shares import process_ports
 
 __all__ = ["run_ingest_bench"]
 
@@ -143,30 +140,12 @@ def _prepare_ceiling(plan: Plan, payloads: Sequence[bytes], threads: int, second
         runner.close()
 
 
+#: the end-to-end worker's log (its processes' too), under the stack's state folder, where the
+#: GPU check looks
+WORKER_LOG = "bench-ingest-worker.log"
 #: photos the workers are warmed with (before any phase is timed): enough that every
 #: partition of the uploads topic almost surely gets one (4 partitions: all but 0.4 % of runs)
 WARM_PHOTOS = 24
-
-
-def worker_log(index: int) -> str:
-    """The log file of bench worker ``index`` (under the stack's state folder)."""
-    return "bench-ingest-worker.log" if index == 0 else f"bench-ingest-worker-{index}.log"
-
-
-def worker_env(settings: Settings, workers: int) -> dict[str, str]:
-    """The settings of each of ``workers`` worker processes: the fetch threads and the torch
-    threads of the machine split between them (at least one of each)."""
-    from streamer.runner.device import resolve_device
-
-    env = settings_env(settings)
-    if workers > 1:
-        runtime = settings.runtime
-        device = resolve_device(runtime.device)
-        env["STREAMER_BATCH_DECODE_WORKERS"] = str(
-            max(1, settings.batching.decode_workers // workers)
-        )
-        env["STREAMER_TORCH_THREADS"] = str(max(1, runtime.threads_per_stream(device) // workers))
-    return env
 
 
 @contextlib.contextmanager
@@ -383,23 +362,21 @@ def run_ingest_bench(
         # 4. end to end through worker processes (one consumer group)
         n = sizes.workers
         phase(f"starting {n} worker{'s' if n > 1 else ''} (ingest agent) and warming up")
-        ports = [free_port() for _ in range(n)]
-        own = [
-            {"STREAMER_METRICS_PORT": str(port), "STREAMER_WORKER_NAME": f"bench-{i}"}
-            for i, port in enumerate(ports)
-        ]
-        workers = [
-            start_worker(
-                {**worker_env(settings, n), **env},
-                settings.stack.state_dir / worker_log(i),
-                agents="ingest",
-            )
-            for i, env in enumerate(own)
-        ]
-        metrics = [WorkerMetrics(port) for port in ports]
+        # several: one `streamer worker --processes n`, as a GPU host runs them in production
+        port = free_port(run=n + 1)
+        own = {
+            "STREAMER_METRICS_PORT": str(port),
+            "STREAMER_WORKER_NAME": "bench",
+            "STREAMER_WORKER_PROCESSES": str(n),
+        }
+        log_path = settings.stack.state_dir / WORKER_LOG
+        workers = [start_worker({**settings_env(settings), **own}, log_path, agents="ingest")]
+        metrics = [WorkerMetrics(p) for p in (process_ports(port, n) if n > 1 else [port])]
         wait_ready(metrics, workers, timeout_s=300)
         figures["workers"] = n
-        sampler = RssSampler(workers[0].pid)
+        # the memory figures are the first worker process's
+        rss_pid = workers[0].pid if n == 1 else group_children(workers[0].pid)[0]
+        sampler = RssSampler(rss_pid)
         sampler.start()
         # a warm photo on (almost surely) every partition: each worker has had its
         # assignment and run a batch before the clock starts
@@ -453,7 +430,7 @@ def run_ingest_bench(
             def sample(received: int) -> None:
                 done = received - first
                 if not memory_trace or done - memory_trace[-1][0] >= sizes.memory_items / 200:
-                    memory_trace.append((done, status_mb(workers[0].pid, "VmRSS")))
+                    memory_trace.append((done, status_mb(rss_pid, "VmRSS")))
                 advance(done)
 
             with progress(console, "memory run", sizes.memory_items) as advance:
@@ -469,7 +446,7 @@ def run_ingest_bench(
             sample(first + sizes.memory_items)
             figures["memory_run_ips"] = sizes.memory_items / (done - started)
             figures.update(memory_figures(memory_trace, sizes.memory_items))
-        figures["peak_rss_mb"] = max(status_mb(workers[0].pid, "VmHWM"), sampler.peak_mb)
+        figures["peak_rss_mb"] = max(status_mb(rss_pid, "VmHWM"), sampler.peak_mb)
 
         # 7. the sink alone, last: milvus-lite keeps working for a while after a big write
         # and a drop, which would slow whatever phase came next

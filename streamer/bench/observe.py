@@ -28,6 +28,7 @@ __all__ = [
     "StageTimes",
     "WorkerMetrics",
     "alive",
+    "group_children",
     "own_peak_mb",
     "status_mb",
     "wait_ready",
@@ -48,6 +49,19 @@ def status_mb(pid: int, field: str) -> float:
 
 def own_peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def group_children(pid: int) -> list[int]:
+    """The processes ``pid`` started (a worker group's), in pid order, from /proc."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found.update(int(child) for child in task.read_text().split())
+        except OSError:
+            continue
+    if not found:
+        raise StreamerError(f"process {pid} has no children (is it a worker group?)")
+    return sorted(found)
 
 
 class RssSampler(threading.Thread):

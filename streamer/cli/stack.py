@@ -44,13 +44,35 @@ def down(purge: bool) -> None:
     show_default=True,
     help="Run both agents, or only ingestion or only search.",
 )
-def worker(names: tuple[str, ...], topology_specs: str | None, agents: str) -> None:
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Run this many worker processes in one consumer group, started and stopped as one, "
+    "with one metrics port for all (several keep a GPU busy). Default: "
+    "STREAMER_WORKER_PROCESSES, else 1.",
+)
+def worker(
+    names: tuple[str, ...], topology_specs: str | None, agents: str, processes: int | None
+) -> None:
     """Run the ingestion and query agents (a faust worker) until interrupted."""
-    from streamer.worker.assembly import run_worker
     from streamer.worker.shutdown import end_process
 
-    chosen = ("ingest", "search") if agents == "all" else (agents,)
     settings = load(topology_specs)
+    processes = processes or settings.runtime.worker_processes
+    if processes > 1:
+        from streamer.config.logs import configure_logging
+        from streamer.worker.group import WorkerGroup, spawn_worker
+
+        configure_logging(settings.runtime.log_level, settings.runtime.log_format)
+        served(settings, names)  # a topology that does not load fails here, once
+        argv = ["--agents", agents, *(a for name in names for a in ("--topology", name))]
+        end_process(WorkerGroup(settings, processes, spawn_worker(argv)).run())
+        return
+
+    from streamer.worker.assembly import run_worker
+
+    chosen = ("ingest", "search") if agents == "all" else (agents,)
     # an error raised (a bad setting, a crashed agent) is said by the command line as usual
     end_process(run_worker(settings, served(settings, names), chosen))
 

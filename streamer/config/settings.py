@@ -393,6 +393,13 @@ class RuntimeSettings(_Concern):
     metrics_port: int = Field(
         0, ge=0, le=65535, description="/metrics, /healthz and /readyz (0: not served)"
     )
+    worker_processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="`streamer worker` runs this many worker processes in one group (one "
+        "interpreter lock each: several keep a GPU busy); they split the fetch and torch threads",
+    )
     stall_s: float = Field(600.0, gt=0, description="a batch in flight longer fails /healthz")
     sink_retry_max_s: float = Field(30.0, gt=0, description="longest pause between sink retries")
     shutdown_grace_s: float = Field(

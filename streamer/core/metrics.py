@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -24,7 +25,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-__all__ = ["Health", "Metrics", "serve"]
+__all__ = ["Endpoints", "Health", "Metrics", "WorkerEndpoints", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -118,18 +119,49 @@ class Health:
         return True, "ok"
 
 
-def serve(port: int, metrics: Metrics, health: Health) -> ThreadingHTTPServer | None:
+class Endpoints(Protocol):
+    """What the endpoints answer: a worker's own (:class:`WorkerEndpoints`) or a group's."""
+
+    def exposition(self) -> bytes:
+        """``/metrics``: the Prometheus text exposition."""
+        ...
+
+    def live(self) -> tuple[bool, str]:
+        """``/healthz``: whether it makes progress, and why not."""
+        ...
+
+    def ready(self) -> tuple[bool, str]:
+        """``/readyz``: whether it takes traffic, and why not."""
+        ...
+
+
+class WorkerEndpoints:
+    """One worker process's endpoints: its metrics and its health."""
+
+    def __init__(self, metrics: Metrics, health: Health) -> None:
+        self.metrics = metrics
+        self.health = health
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.metrics.registry)
+
+    def live(self) -> tuple[bool, str]:
+        return self.health.live()
+
+    def ready(self) -> tuple[bool, str]:
+        return (True, "ready") if self.health.ready else (False, "starting")
+
+
+def serve(port: int, endpoints: Endpoints) -> ThreadingHTTPServer | None:
     """Serve the endpoints on ``port`` in a daemon thread (None if the port is taken)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/metrics":
-                self._reply(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
-            elif self.path == "/healthz":
-                ok, why = health.live()
+                self._reply(200, endpoints.exposition(), CONTENT_TYPE_LATEST)
+            elif self.path in ("/healthz", "/readyz"):
+                ok, why = endpoints.live() if self.path == "/healthz" else endpoints.ready()
                 self._reply(200 if ok else 503, why.encode())
-            elif self.path == "/readyz":
-                self._reply(200 if health.ready else 503, b"ready" if health.ready else b"starting")
             else:
                 self._reply(404, b"not found")
 

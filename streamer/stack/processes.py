@@ -50,14 +50,17 @@ class ManagedProcess:
         return status != "Z" and self.marker.encode() in cmdline
 
 
-def free_port() -> int:
+def free_port(run: int = 1) -> int:
     """A free port below the kernel's ephemeral range, so no outgoing connection takes it
-    between this check and the server's bind."""
+    between this check and the server's bind; with ``run``, the first of that many free
+    ports in a row (a worker group's port and its processes')."""
     for _ in range(200):
-        port = random.randint(20_000, 32_000)
-        with socket.socket() as sock:
+        port = random.randint(20_000, 32_000 - run)
+        with contextlib.ExitStack() as held:
             try:
-                sock.bind(("127.0.0.1", port))
+                for p in range(port, port + run):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", p))
             except OSError:
                 continue
             return port

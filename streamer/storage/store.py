@@ -225,6 +225,13 @@ def _needs_load(exc: BaseException) -> bool:
     return "released" in text or "load()" in text or "not loaded" in text
 
 
+def _index_missing(exc: BaseException) -> bool:
+    """A collection created but not yet indexed: pymilvus's ``create_collection`` with index
+    parameters is three calls (create, index, load), and a reader in between sees it."""
+    text = str(exc).lower()
+    return "index not found" in text or "indexnotexist" in text
+
+
 def _is_transient(exc: BaseException) -> bool:
     if "larger than max" in str(exc).lower():
         # gRPC's RESOURCE_EXHAUSTED for a message over the size limit: the same call fails
@@ -270,12 +277,33 @@ class VectorStore:
         except (MilvusException, grpc.RpcError, ConnectionError, TimeoutError) as exc:
             if collection is not None and _needs_load(exc):
                 log.warning("milvus: %s was released; loading it again", collection)
-                self._call("load_collection", lambda: self.client.load_collection(collection))
+                self._load(collection)
                 return self._call(what, fn)
-            if _is_transient(exc):
-                self._described.clear()
-                raise TransientError("milvus", f"{what}: {exc}") from exc
-            raise SinkError(f"milvus {what} failed: {exc}") from exc
+            raise self._typed(what, exc) from exc
+
+    def _typed(self, what: str, exc: BaseException) -> TransientError | SinkError:
+        if _is_transient(exc):
+            self._described.clear()
+            return TransientError("milvus", f"{what}: {exc}")
+        return SinkError(f"milvus {what} failed: {exc}")
+
+    def _load(self, name: str, *, wait_index_s: float = 10.0, poll_s: float = 0.1) -> None:
+        """Load ``name``. One that another process is still creating has no index yet and
+        cannot load: wait up to ``wait_index_s`` for its index; past that the load is a
+        transient failure (a retry later finds the collection made)."""
+        deadline = time.monotonic() + wait_index_s
+        while True:
+            try:
+                self.client.load_collection(name)
+                return
+            except (MilvusException, grpc.RpcError, ConnectionError, TimeoutError) as exc:
+                if not _index_missing(exc):
+                    raise self._typed("load_collection", exc) from exc
+                if time.monotonic() >= deadline:
+                    raise TransientError(
+                        "milvus", f"load_collection: {name} has no index yet: {exc}"
+                    ) from exc
+                time.sleep(poll_s)
 
     # collections and aliases
 
@@ -322,7 +350,7 @@ class VectorStore:
                     time.sleep(0.1)
                 else:
                     raise
-        self._call("load_collection", lambda: client.load_collection(name))
+        self._load(name)
         if alias is not None and self.alias_target(alias) is None:
             try:
                 self._call("create_alias", lambda: client.create_alias(name, alias))

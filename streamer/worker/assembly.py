@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,7 +14,7 @@ import redis
 from streamer.config.connections import redis_client
 from streamer.config.logs import configure_logging
 from streamer.config.settings import Settings
-from streamer.core.metrics import Health, Metrics, serve
+from streamer.core.metrics import Health, Metrics, WorkerEndpoints, serve
 from streamer.core.stats import Stats
 from streamer.ingest.dedupe import DedupeCache
 from streamer.ingest.labels import AttachedClassifiers
@@ -33,17 +32,13 @@ from streamer.storage.store import VectorStore
 from streamer.trainer.saved import SavedClassifiers
 from streamer.worker.app import AGENTS, create_app
 from streamer.worker.process import GracefulWorker, run_until_stopped
+from streamer.worker.shares import worker_name
 from streamer.worker.shutdown import Shutdown
 from streamer.worker.warmup import Warmer
 
-__all__ = ["build_pipeline", "build_searcher", "model_threads", "run_worker", "worker_name"]
+__all__ = ["build_pipeline", "build_searcher", "model_threads", "run_worker"]
 
 log = logging.getLogger(__name__)
-
-
-def worker_name(settings: Settings) -> str:
-    """This process, as named in per-worker counters and logs."""
-    return settings.runtime.worker_name or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def registry_for(settings: Settings, client: redis.Redis) -> Registry:
@@ -153,7 +148,7 @@ def run_worker(
     )
     searcher = build_searcher(settings, topologies, plans, threads) if "search" in agents else None
     if settings.runtime.metrics_port:
-        serve(settings.runtime.metrics_port, metrics, health)
+        serve(settings.runtime.metrics_port, WorkerEndpoints(metrics, health))
     shutdown = Shutdown(settings.runtime.shutdown_grace_s)
     app = create_app(
         settings, topologies, pipeline, searcher, metrics=metrics, health=health, shutdown=shutdown
@@ -161,6 +156,7 @@ def run_worker(
     log.info(
         "worker starting",
         extra={
+            "worker": worker_name(settings),
             "bootstrap": settings.kafka.bootstrap_servers,
             "milvus": settings.milvus.uri,
             "topologies": [t.name for t in topologies],

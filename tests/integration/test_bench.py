@@ -65,9 +65,10 @@ def test_a_small_bench_reports_every_figure(stack: Settings, tmp_path: Path) -> 
 
 
 def test_an_images_only_bench_loads_no_text_model(stack: Settings, tmp_path: Path) -> None:
+    # as scripts/gpu-check.sh runs it: images only, no chart, a group of worker processes
     figures = run_bench(
         stack, tmp_path, "--no-text", "--no-chart", "--images", "8", "--naive-images", "4",
-        "--redelivery-rounds", "2",
+        "--redelivery-rounds", "2", "--workers", "2",
     )  # fmt: skip
     for key in ("image_e2e_ips", "image_model_ips", "image_naive_ips", "redelivery_ips"):
         assert figures[key] > 0, key
@@ -75,4 +76,6 @@ def test_an_images_only_bench_loads_no_text_model(stack: Settings, tmp_path: Pat
     assert "memory_run_ips" not in figures and figures["redelivery_embedded"] == 0
     assert "chart" not in figures  # --no-chart, as scripts/gpu-check.sh runs it without matplotlib
     log = (stack.stack.state_dir / "bench-ingest-worker.log").read_text()
-    assert 'topologies=["image"] agents=["ingest"]' in log, log[-2000:]
+    assert log.count('topologies=["image"] agents=["ingest"]') == 2, log[-2000:]
+    assert figures["workers"] == 2 and figures["peak_rss_mb"] > 0
+    assert figures["image_e2e_where"]["batches"] >= 1  # summed over both processes' metrics

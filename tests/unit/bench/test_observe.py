@@ -2,15 +2,19 @@
 of a worker's own metrics (the registry a worker serves, and its real HTTP endpoint)."""
 
 import os
+import signal
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
 
-from streamer.bench.observe import GpuBusy, StageTimes, WorkerMetrics
-from streamer.core.metrics import Health, Metrics, serve
+from streamer.bench.observe import GpuBusy, StageTimes, WorkerMetrics, group_children
+from streamer.core.errors import StreamerError
+from streamer.core.metrics import Health, Metrics, WorkerEndpoints, serve
 from streamer.stack.processes import free_port
 
 
@@ -67,7 +71,7 @@ def test_stage_times_are_what_a_worker_spent_between_two_readings() -> None:
 def test_a_workers_metrics_are_read_over_http() -> None:
     metrics = Metrics()
     port = free_port()
-    server = serve(port, metrics, Health(stall_s=60))
+    server = serve(port, WorkerEndpoints(metrics, Health(stall_s=60)))
     assert server is not None
     try:
         metrics.stages({"decode": 1.5})
@@ -90,7 +94,7 @@ def test_a_worker_is_ready_when_its_readyz_passes() -> None:
     health = Health(stall_s=60)
     port = free_port()
     assert not WorkerMetrics(port).ready()  # nothing serving: not ready, no error
-    server = serve(port, Metrics(), health)
+    server = serve(port, WorkerEndpoints(Metrics(), health))
     assert server is not None
     try:
         assert not WorkerMetrics(port).ready()  # 503 while starting
@@ -98,3 +102,28 @@ def test_a_worker_is_ready_when_its_readyz_passes() -> None:
         assert WorkerMetrics(port).ready()
     finally:
         server.shutdown()
+
+
+def test_a_groups_processes_are_found_from_proc() -> None:
+    parent = subprocess.Popen(
+        [
+            sys.executable, "-c",
+            "import subprocess, sys, time\n"
+            "kids = [subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])"
+            " for _ in range(2)]\n"
+            "print(' '.join(str(k.pid) for k in kids), flush=True)\n"
+            "time.sleep(30)\n",
+        ],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert parent.stdout is not None
+        kids = sorted(int(pid) for pid in parent.stdout.readline().split())
+        assert group_children(parent.pid) == kids
+    finally:
+        for pid in group_children(parent.pid):
+            os.kill(pid, signal.SIGKILL)
+        parent.kill()
+        parent.wait()
+    with pytest.raises(StreamerError, match="no children"):  # it has ended: none left
+        group_children(parent.pid)

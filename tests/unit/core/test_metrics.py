@@ -2,7 +2,7 @@ import time
 import urllib.error
 import urllib.request
 
-from streamer.core.metrics import Health, Metrics, serve
+from streamer.core.metrics import Health, Metrics, WorkerEndpoints, serve
 from streamer.stack.processes import free_port
 
 
@@ -17,7 +17,7 @@ def get(url: str) -> tuple[int, str]:
 def test_endpoints() -> None:
     metrics, health = Metrics(), Health(stall_s=0.2)
     port = free_port()
-    server = serve(port, metrics, health)
+    server = serve(port, WorkerEndpoints(metrics, health))
     assert server is not None
     base = f"http://127.0.0.1:{port}"
     try:
@@ -39,7 +39,9 @@ def test_endpoints() -> None:
         assert status == 503 and "in flight" in body
         health.finished(token)
         assert get(f"{base}/healthz")[0] == 200
-        assert serve(port, metrics, health) is None  # the port is taken: a warning, no crash
+        assert (
+            serve(port, WorkerEndpoints(metrics, health)) is None
+        )  # the port is taken: a warning, no crash
     finally:
         server.shutdown()
         server.server_close()

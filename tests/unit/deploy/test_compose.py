@@ -49,7 +49,11 @@ def _config(**env: str) -> dict[str, Any]:
     if shutil.which("podman") is None:
         command.append("--dry-run")  # `config` needs no engine, only its version check does
     command.append("config")
-    environ = {k: v for k, v in os.environ.items() if k not in OVERRIDES and k != "WORKER_GPU_CPUS"}
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in OVERRIDES and not k.startswith("WORKER_GPU_")
+    }
     done = subprocess.run(
         command, cwd=ROOT, env={**environ, **env}, capture_output=True, text=True, timeout=60
     )

@@ -491,7 +491,14 @@ def test_lag_autoscaling_is_one_or_the_other() -> None:
     assert trigger["metadata"]["topic"] == kafka.uploads_topic
     assert trigger["metadata"]["lagThreshold"] == metric["external"]["target"]["averageValue"]
     partitions = int(_settings_data()["STREAMER_KAFKA_PARTITIONS"])
-    assert hpa.body["spec"]["maxReplicas"] == keda.body["spec"]["maxReplicaCount"] <= partitions
+    # every consumer of the most pods has a partition: pods times processes a pod
+    ingest = _one("Deployment", "streamer-ingest").body["spec"]["template"]["spec"]
+    (container,) = ingest["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    consumers = int(env.get("STREAMER_WORKER_PROCESSES") or 1)
+    most = hpa.body["spec"]["maxReplicas"]
+    assert most == keda.body["spec"]["maxReplicaCount"]
+    assert most * consumers <= partitions
 
 
 def test_prometheus_adapter_serves_the_lag_metric_from_the_kafka_exporter() -> None:

@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 
 import operators.cv_decode as cv_decode
 from operators.cv_decode import CvImageDecoder, jpeg_reduction
-from operators.decode import AUTO_JPEG_BACKEND, DecodeImage, ImageDecoder
+from operators.decode import OPENCV_FROM_CORES, DecodeImage, ImageDecoder, auto_jpeg_backend
 from streamer.config.settings import FetchSettings
 from streamer.core.errors import ConfigError, DecodeError
 from tests.unit.operators.test_decode import png_header_only
@@ -179,6 +179,13 @@ def test_corrupted_jpegs_decode_or_fail_typed(flips: list[tuple[int, int]]) -> N
     assert image.mode == "RGB"
 
 
+def test_auto_is_pillow_on_few_cores_and_opencv_on_many() -> None:
+    assert auto_jpeg_backend(2) == "pil"  # measured: not faster on 2 cores
+    assert auto_jpeg_backend(OPENCV_FROM_CORES - 1) == "pil"
+    assert auto_jpeg_backend(OPENCV_FROM_CORES) == "opencv"
+    assert auto_jpeg_backend(16) == "opencv"  # measured: 1.35x on 16 threads
+
+
 def test_the_stage_picks_its_decoder_by_backend() -> None:
     fetch = FetchSettings()
     assert type(DecodeImage(min_side=224, backend="pil").decoder(fetch)) is ImageDecoder
@@ -186,7 +193,7 @@ def test_the_stage_picks_its_decoder_by_backend() -> None:
     assert isinstance(opencv, CvImageDecoder)
     assert (opencv.min_side, opencv.max_pixels) == (224, 1000)
     auto = DecodeImage(min_side=224).decoder(fetch)
-    assert isinstance(auto, CvImageDecoder) == (AUTO_JPEG_BACKEND == "opencv")
+    assert isinstance(auto, CvImageDecoder) == (auto_jpeg_backend() == "opencv")
     assert DecodeImage(min_side=224, backend="opencv").baseline().backend == "pil"
     with pytest.raises(ConfigError, match="backend must be one of auto, pil, opencv"):
         DecodeImage(backend="turbo")  # type: ignore[arg-type]

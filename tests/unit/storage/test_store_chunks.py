@@ -43,9 +43,14 @@ class FakeClient:
     """Records upserts (the ids of each request, built as the store builds them for a real
     server); ``refuse`` maps a call number (0-based) to what that call raises."""
 
-    def __init__(self, refuse: dict[int, list[Exception]] | None = None) -> None:
+    def __init__(
+        self,
+        refuse: dict[int, list[Exception]] | None = None,
+        refuse_loads: list[Exception] | None = None,
+    ) -> None:
         self.calls: list[list[str]] = []
         self.refuse = refuse or {}
+        self.refuse_loads = refuse_loads or []
         self.loads = 0
         self.flushes = 0
 
@@ -68,6 +73,8 @@ class FakeClient:
 
     def load_collection(self, name: str) -> None:
         self.loads += 1
+        if self.refuse_loads:
+            raise self.refuse_loads.pop(0)
 
     def flush(self, name: str) -> None:
         self.flushes += 1
@@ -170,6 +177,36 @@ def test_a_chunk_still_refused_after_its_retry_raises() -> None:
     with pytest.raises(SinkError):
         store.upsert("c", [row(i) for i in range(6)])
     assert client.loads == 1 and len(client.calls) == 1
+
+
+def index_not_found() -> MilvusException:
+    # what milvus-lite answers a load between another process's create and its index
+    return MilvusException(code=700, message="index not found[collection=c]")
+
+
+def test_a_collection_still_being_created_is_loaded_once_its_index_exists() -> None:
+    released = MilvusException(message="collection not loaded")
+    client = FakeClient(refuse={0: [released]}, refuse_loads=[index_not_found()] * 3)
+    store = store_with(client, flush_rows=0)
+    assert store.upsert("c", [row(i) for i in range(2)]) == 2
+    assert client.loads == 4  # three refused while the index was missing, the fourth loaded
+    assert len(client.calls) == 1
+
+
+def test_a_collection_whose_index_never_comes_is_a_transient_failure() -> None:
+    client = FakeClient(refuse_loads=[index_not_found()] * 1000)
+    store = store_with(client, flush_rows=0)
+    with pytest.raises(TransientError, match="has no index yet"):
+        store._load("c", wait_index_s=0.05, poll_s=0.01)
+    assert client.loads >= 2
+
+
+def test_a_load_refused_for_another_cause_is_not_waited_on() -> None:
+    client = FakeClient(refuse_loads=[MilvusException(message="collection not found")])
+    store = store_with(client, flush_rows=0)
+    with pytest.raises(SinkError, match="load_collection failed"):
+        store._load("c")
+    assert client.loads == 1
 
 
 def test_flushes_count_rows_across_chunks() -> None:
