@@ -19,7 +19,9 @@
 # OUT, GPU_CHECK_VENV (where the kit is installed), GPU_CHECK_INSTALL=target (install into a
 # folder on PYTHONPATH instead of a venv: what happens by itself where the venv module is
 # missing, or where python3 is itself a venv), GPU_CHECK_DECODE_BENCH=0 (skip the CPU decode
-# bench), any STREAMER_* variable.
+# bench), MILVUS_KIT (the folder with the `milvus` wheel that gpu-kit.sh leaves beside the kit:
+# when found, default KIT_DIR-milvus or /tmp/gpu-kit-milvus, the stack's Milvus is a Milvus
+# server instead of milvus-lite), MILVUS=lite (milvus-lite even so), any STREAMER_* variable.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -66,6 +68,23 @@ if ! "$PY" -c "$needed" 2>/dev/null; then
     fi
     "$PY" -c "$needed"
 fi
+# the Milvus server's kit, carried on its own (the two kits exceed one carry)
+milvus_kit="${MILVUS_KIT:-}"
+for candidate in "$KIT-milvus" /tmp/gpu-kit-milvus; do
+    [ -n "$milvus_kit" ] || ! ls "$candidate"/milvus-*.whl >/dev/null 2>&1 || milvus_kit="$candidate"
+done
+if [ "${MILVUS:-auto}" != lite ] && [ -n "$milvus_kit" ]; then
+    if ! "$PY" -c "import milvus" 2>/dev/null; then
+        say "installing the Milvus server from $milvus_kit"
+        if [ -n "${site:-}" ]; then
+            "$PY" -m pip install --quiet --no-index --no-deps --target "$site" "$milvus_kit"/milvus-*.whl
+        else
+            "$PY" -m pip install --quiet --no-index --no-deps "$milvus_kit"/milvus-*.whl
+        fi
+    fi
+    export STREAMER_STACK_MILVUS=server
+    export STREAMER_MILVUS_FLUSH_ROWS="${STREAMER_MILVUS_FLUSH_ROWS:-0}"  # it seals segments itself
+fi
 "$PY" -c "import torch, torchvision, timm; print('gpu-check: torch', torch.__version__, \
 'torchvision', torchvision.__version__, 'timm', timm.__version__, \
 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))" >&2
@@ -86,7 +105,8 @@ if ! "$PY" -c "import matplotlib" 2>/dev/null; then
     say "no matplotlib here: figures without the chart"
     chart=(--no-chart)
 fi
-say "ingest bench: $IMAGES distinct 1920x1280 JPEGs, images only, $WORKERS worker processes"
+say "ingest bench: $IMAGES distinct 1920x1280 JPEGs, images only, $WORKERS worker processes," \
+    "Milvus: ${STREAMER_STACK_MILVUS:-lite}"
 "$PY" -m streamer bench --no-text --images "$IMAGES" --naive-images 40 --redelivery-rounds 1 \
     --workers "$WORKERS" "${chart[@]}" --json | tee "$OUT/bench.log" >&2
 tail -n 1 "$OUT/bench.log" > "$OUT/gpu-check.json"
@@ -101,6 +121,7 @@ rows = [
     ("machine", f.get("machine")),
     ("device", f.get("device")),
     ("worker processes (one consumer group)", f.get("workers")),
+    ("Milvus", f.get("milvus")),
     ("batch size (calibrated)", f.get("image_batch_size")),
     ("model only, steady state (photos/s)", f.get("image_model_ips")),
     ("JPEG decode on the GPU (photos/s)", f.get("image_device_decode_ips", "not fused")),

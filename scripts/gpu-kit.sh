@@ -11,6 +11,11 @@
 #             faiss-cpu for indexes streamer does not build, is neither carried nor wanted)
 #   redis/    redis-server with the shared libraries it needs, and a wrapper that finds them
 #
+# and beside it OUT_DIR-milvus/ (default .gpu-kit-milvus/, ~58 MB): the `milvus` wheel, a Milvus
+# 2.3 standalone server for the stack in place of milvus-lite (STREAMER_STACK_MILVUS=server),
+# whose one Python process bounds a GPU worker's sink. The two do not fit one carry to a lent
+# machine (64 MiB): gpu-check.sh finds the server's kit where an earlier call left it.
+#
 # Usage: bash scripts/gpu-kit.sh [OUT_DIR]   (PYTHON_VERSION=3.12 by default)
 set -euo pipefail
 
@@ -20,8 +25,8 @@ PYTHON_VERSION="${PYTHON_VERSION:-3.12}"
 VENV_PY="$ROOT/.venv/bin/python"
 [ -x "$VENV_PY" ] || { echo "gpu-kit: run scripts/setup.sh first (needs .venv)" >&2; exit 1; }
 
-rm -rf "$OUT"
-mkdir -p "$OUT/wheels" "$OUT/redis"
+rm -rf "$OUT" "$OUT-milvus"
+mkdir -p "$OUT/wheels" "$OUT/redis" "$OUT-milvus"
 
 # the packages streamer needs at run time, closed over their requirements (scripts/gpu_kit.py)
 "$VENV_PY" "$ROOT/scripts/gpu_kit.py" "$OUT" "$PYTHON_VERSION"
@@ -30,6 +35,11 @@ mkdir -p "$OUT/wheels" "$OUT/redis"
     --python-version "$PYTHON_VERSION" --platform manylinux2014_x86_64 \
     --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --platform any \
     --dest "$OUT/wheels" -r "$OUT/pins.txt"
+
+# the Milvus server (pure Python around its own lzma-packed binaries: one wheel, no requirements)
+"$VENV_PY" -m pip download --quiet --no-deps --only-binary=:all: \
+    --python-version "$PYTHON_VERSION" --platform manylinux2014_x86_64 --platform any \
+    --dest "$OUT-milvus" "$(grep -E '^milvus==' "$ROOT/deploy/constraints.txt")"
 
 # redis-server and the libraries it links that a bare machine lacks (seen on the lent GPU
 # machines: liblzf, libjemalloc, libatomic; the rest of what it links they have)
@@ -46,4 +56,5 @@ SH
 chmod +x "$OUT/redis/redis-server" "$OUT/redis/redis-server.bin"
 
 echo "gpu-kit: $(ls "$OUT/wheels" | wc -l) wheels, redis with $(ls "$OUT/redis" | wc -l) files," \
-    "$(du -sh "$OUT" | cut -f1) in $OUT"
+    "$(du -sh "$OUT" | cut -f1) in $OUT; the Milvus server, $(du -sh "$OUT-milvus" | cut -f1)," \
+    "in $OUT-milvus"

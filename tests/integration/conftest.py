@@ -31,10 +31,11 @@ from streamer.config.settings import (
     namespaced,
     settings_env,
 )
-from streamer.core.errors import TransientError
+from streamer.core.errors import StackError, TransientError
 from streamer.core.stats import Stats
 from streamer.kafka.topics import ensure_topics
-from streamer.stack.embedded import down, milvus_answers, up
+from streamer.stack.embedded import down, up
+from streamer.stack.milvus_server import milvus_standalone
 from streamer.stack.processes import free_port, start_worker, terminate
 from streamer.storage.store import VectorStore
 
@@ -42,19 +43,6 @@ pytestmark = pytest.mark.integration
 
 BOTH_MILVUS = pytest.mark.parametrize(
     "milvus_backend", ["lite", "server"], indirect=True, scope="module"
-)
-MILVUS_SERVER_START_S = 180.0
-# every port the milvus package's config template names, so none is left to its fixed default
-MILVUS_SERVER_PORTS = (
-    "proxy_port",
-    "proxy_internal_port",
-    "root_coord_port",
-    "query_coord_port",
-    "query_node_port",
-    "index_coord_port",
-    "index_node_port",
-    "data_coord_port",
-    "data_node_port",
 )
 
 
@@ -94,46 +82,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Milvus server on free ports, data in a temporary folder; yields its uri."""
-    from milvus import MilvusServer
-
     data_dir = tmp_path_factory.mktemp("milvus-server")
-    ports = {key: free_port() for key in MILVUS_SERVER_PORTS}
-    etcd_peer, etcd_client = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
-    # The embedded etcd listens on 2379 and 2380 whatever the template says unless given an
-    # etcd config of its own (ETCD_CONFIG_PATH is read as etcd.config.path).
-    etcd_config = data_dir / "embed-etcd.yaml"
-    etcd_config.write_text(
-        f"name: streamer-test\nlisten-peer-urls: {etcd_peer}\n"
-        f"initial-advertise-peer-urls: {etcd_peer}\ninitial-cluster: streamer-test={etcd_peer}\n"
-        f"listen-client-urls: {etcd_client}\nadvertise-client-urls: {etcd_client}\n"
-    )
-    server = MilvusServer(
-        wait_for_started=False,
-        data_dir=str(data_dir),
-        etcd_port=int(etcd_client.rsplit(":", 1)[1]),
-        **ports,
-    )
-    uri = f"http://127.0.0.1:{ports['proxy_port']}"
-    log = data_dir / "logs" / "milvus-stdout.log"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ETCD_CONFIG_PATH", str(etcd_config))
-        server.start()
     try:
-        deadline = time.monotonic() + MILVUS_SERVER_START_S
-        while not milvus_answers(uri):
-            if server.server_proc.poll() is not None:
-                pytest.fail(f"the Milvus server exited during start-up; see {log}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the Milvus server did not answer at {uri} in time; see {log}")
-            time.sleep(0.5)
-    except BaseException:
-        server.stop()  # its data stays, for the log
-        raise
-    try:
-        yield uri
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        with milvus_standalone(data_dir, free_port()) as server:
+            yield server.uri
+    except StackError as exc:
+        pytest.fail(str(exc))  # its data stays, for the log
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

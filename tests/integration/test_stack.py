@@ -52,3 +52,45 @@ def test_cli_up_prints_addresses_and_down_stops(tmp_path: Path) -> None:
         )
     assert "stopped" in done.stdout
     assert not any(p.alive() for p in state.processes)
+
+
+def test_a_stack_with_a_milvus_server_writes_and_leaves_nothing(tmp_path: Path) -> None:
+    """``STREAMER_STACK_MILVUS=server``: the stack's Milvus is a Milvus standalone server (its
+    own processes under the stack's wrapper), which takes writes and is gone after ``down``."""
+    import numpy as np
+
+    from streamer.bench.observe import group_children
+    from streamer.storage.store import VectorRow, VectorStore
+
+    env = {**stack_env(tmp_path), "STREAMER_STACK_MILVUS": "server"}
+    settings = load_settings(env)
+    state, started = up(settings)
+    try:
+        assert started and state.milvus_data_dir == str(tmp_path / "milvus-server")
+        (milvus,) = [p for p in state.processes if p.name == "milvus"]
+        assert "streamer.stack.milvus_server" in " ".join(milvus.argv)
+        store = VectorStore(load_settings(env).milvus.model_copy(update={"flush_rows": 0}))
+        try:
+            store.ensure_collection("probe", 4)
+            vector = np.array([0.5, 0.5, 0.5, 0.5], dtype=np.float32)
+            row = VectorRow(
+                id="a", vector=vector, content_hash="0" * 64, model_version="m@1",
+                media_type="text",
+            )  # fmt: skip
+            assert store.upsert("probe", [row]) == 1
+            assert store.count("probe") == 1
+        finally:
+            store.close()
+        server_pids = group_children(milvus.pid)  # the server binary, under its wrapper
+    finally:
+        down(settings)
+    assert not milvus.alive()
+    for pid in server_pids:  # the server went with its wrapper
+        assert not Path(f"/proc/{pid}").exists() or _zombie(pid), pid
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except OSError:
+        return True
