@@ -216,6 +216,13 @@ def up(settings: Settings, *, timeout_s: float = 60.0) -> tuple[StackState, bool
     state_dir = settings.stack.state_dir
     current = read_state(state_dir)
     if current is not None and current.alive() and _redis_answers(current.redis_url):
+        wanted = str(milvus_data_dir(state_dir, settings.stack.milvus))
+        if current.milvus_data_dir != wanted:
+            raise StackError(
+                f"the embedded stack in {state_dir} runs another Milvus than "
+                f"STREAMER_STACK_MILVUS={settings.stack.milvus} asks for (its data: "
+                f"{current.milvus_data_dir}): `streamer down` first, then start it again"
+            )
         return current, False
     if current is not None:
         down(settings)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from streamer.config.settings import load_settings
+from streamer.core.errors import StackError
 from streamer.stack.embedded import down, read_state, up
 from tests.integration.conftest import stack_env
 
@@ -82,6 +83,10 @@ def test_a_stack_with_a_milvus_server_writes_and_leaves_nothing(tmp_path: Path) 
         finally:
             store.close()
         server_pids = group_children(milvus.pid)  # the server binary, under its wrapper
+        # the stack runs one Milvus: asked for milvus-lite now, it says so instead of
+        # answering with the server
+        with pytest.raises(StackError, match="streamer down"):
+            up(load_settings(stack_env(tmp_path)))
     finally:
         down(settings)
     assert not milvus.alive()
