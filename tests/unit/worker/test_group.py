@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -65,11 +65,25 @@ class Clock:
         return self.now
 
 
+#: every stand-in started, so a test that fails half way leaves none running
+STARTED: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _none_left() -> Iterator[None]:
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def spawner(
     tmp_path: Path, modes: Sequence[str]
 ) -> Callable[[int, dict[str, str]], subprocess.Popen[bytes]]:
     def spawn(index: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [
                 sys.executable,
                 "-c",
@@ -81,6 +95,8 @@ def spawner(
             env={**os.environ, **env},
             start_new_session=True,
         )
+        STARTED.append(proc)
+        return proc
 
     return spawn
 
@@ -164,9 +180,6 @@ def test_a_second_signal_is_passed_on(tmp_path: Path) -> None:
         while not all(said(tmp_path, i).count("SIGTERM") == times for i in range(2)):
             assert time.monotonic() < deadline, [said(tmp_path, i) for i in range(2)]
             time.sleep(0.02)
-    for proc in g.procs:
-        proc.kill()
-        proc.wait()
 
 
 def test_a_process_past_the_grace_is_killed_and_the_group_forced(tmp_path: Path) -> None:
