@@ -43,7 +43,7 @@ from streamer.worker.group_endpoints import GroupEndpoints
 from streamer.worker.shares import process_env, process_ports, worker_name
 from streamer.worker.shutdown import EXIT_CLEAN, EXIT_FAILED, EXIT_FORCED
 
-__all__ = ["WorkerGroup", "group_exit_code"]
+__all__ = ["WorkerGroup", "end_with_parent", "group_exit_code", "spawn_worker"]
 
 log = logging.getLogger(__name__)
 
