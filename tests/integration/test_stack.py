@@ -11,6 +11,7 @@ import pytest
 from streamer.config.settings import load_settings
 from streamer.core.errors import StackError
 from streamer.stack.embedded import down, read_state, up
+from streamer.stack.processes import ManagedProcess
 from tests.integration.conftest import stack_env
 
 pytestmark = pytest.mark.integration
@@ -91,11 +92,4 @@ def test_a_stack_with_a_milvus_server_writes_and_leaves_nothing(tmp_path: Path) 
         down(settings)
     assert not milvus.alive()
     for pid in server_pids:  # the server went with its wrapper
-        assert not Path(f"/proc/{pid}").exists() or _zombie(pid), pid
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-    except OSError:
-        return True
+        assert not ManagedProcess("server", pid, marker="milvus", log="").alive(), pid

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from streamer.config.settings import RuntimeSettings, Settings
-from streamer.stack.processes import free_port
+from streamer.stack.processes import ManagedProcess, free_port
 from streamer.worker.group import WorkerGroup, group_exit_code
 from streamer.worker.shutdown import EXIT_CLEAN, EXIT_FAILED, EXIT_FORCED
 
@@ -243,17 +243,8 @@ def test_a_process_of_the_group_ends_when_the_group_is_killed(tmp_path: Path) ->
         time.sleep(0.02)
     middle.kill()
     middle.wait()
-    while _alive(child):
+    # running and not a zombie, as the stack's own processes are told apart
+    while ManagedProcess("child", child, marker="mode, log", log="").alive():
         assert time.monotonic() < deadline, "the child outlived its killed parent"
         time.sleep(0.02)
     assert said(tmp_path, 0)[-1] == "SIGTERM"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie (ended, not reaped by its new parent yet) counts as ended
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(") ")[1][0] != "Z"
