@@ -290,11 +290,19 @@ class ClipImageEmbedder(_Tower):
 
 class ClipTextEmbedder(_Tower):
     """The text stage's loaded model: a batch of texts in, text features out (one row per
-    text, not yet unit length)."""
+    text, not yet unit length); it tells the runner each text's token count, so texts of like
+    length share a call."""
 
     def __init__(self, clip: ClipEmbedder, tokenizer: Any) -> None:
         super().__init__(clip)
         self.tokenizer = tokenizer
+
+    def lengths(self, texts: Sequence[str]) -> list[int]:
+        """Each text's token count as a call would see it (truncated to the positions)."""
+        if not texts:
+            return []
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.clip.max_tokens)
+        return [len(ids) for ids in encoded["input_ids"]]
 
     def __call__(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         if not texts:

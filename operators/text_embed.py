@@ -20,7 +20,14 @@ from streamer.core.errors import EmbedError
 from streamer.runner.device import autocast, resolve_precision
 from streamer.runner.operator import VECTOR, LoadedModel, ModelOperator
 
-__all__ = ["TextEmbed", "TransformersTextEmbedder", "mean_pool", "sample_sentences"]
+__all__ = [
+    "GPU_TOKEN_MULTIPLE",
+    "TextEmbed",
+    "TransformersTextEmbedder",
+    "mean_pool",
+    "sample_sentences",
+    "token_multiple",
+]
 
 _WORDS = [
     "a",
@@ -84,9 +91,24 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
+#: on a GPU a call's token count is padded to a multiple of this (tensor-core tiles; and a
+#: model call runs at one of a few sequence lengths rather than every one from 1 to 256)
+GPU_TOKEN_MULTIPLE = 16
+
+
+def token_multiple(device: str, max_length: int) -> int | None:
+    """What a call's token count is padded to a multiple of by default: on a GPU
+    :data:`GPU_TOKEN_MULTIPLE` (when ``max_length`` is a multiple of it, so no call grows past
+    it); on a CPU nothing (padding there is compute)."""
+    if device.startswith("cuda") and max_length % GPU_TOKEN_MULTIPLE == 0:
+        return GPU_TOKEN_MULTIPLE
+    return None
+
+
 class TransformersTextEmbedder:
     """A loaded encoder: a batch of texts in, pooled vectors out (one row per text, not yet
-    unit length)."""
+    unit length). It tells the runner each text's token count (:meth:`lengths`), so texts of
+    like length share a call (:mod:`streamer.runner.lengths`)."""
 
     def __init__(
         self,
@@ -96,8 +118,11 @@ class TransformersTextEmbedder:
         max_length: int = 256,
         pooling: Literal["mean", "cls"] = "mean",
         precision: str = "auto",
+        pad_to_multiple_of: int | None = None,
     ) -> None:
-        """``precision`` ``auto``: bf16/fp16 autocast on a GPU, fp32 on a CPU."""
+        """``precision`` ``auto``: bf16/fp16 autocast on a GPU, fp32 on a CPU.
+        ``pad_to_multiple_of``: a call's token count rounded up to a multiple of it (default:
+        :func:`token_multiple`)."""
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -111,6 +136,7 @@ class TransformersTextEmbedder:
         self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
         self.model.eval().to(self._device)
         self.dim = int(self.model.config.hidden_size)
+        self.pad_to_multiple_of = pad_to_multiple_of or token_multiple(self.device, max_length)
         self.calls = 0
 
     def __call__(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
@@ -121,6 +147,7 @@ class TransformersTextEmbedder:
             padding=True,
             truncation=True,
             max_length=self.max_length,
+            pad_to_multiple_of=self.pad_to_multiple_of,
             return_tensors="pt",
         ).to(self._device, non_blocking=True)
         with torch.inference_mode(), autocast(self._device, self.precision):
@@ -131,6 +158,13 @@ class TransformersTextEmbedder:
             pooled = mean_pool(hidden, encoded["attention_mask"])
         self.calls += len(texts)
         return pooled.float().cpu().numpy()
+
+    def lengths(self, texts: Sequence[str]) -> list[int]:
+        """Each text's token count as a call would see it (special tokens in, truncated)."""
+        if not texts:
+            return []
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        return [len(ids) for ids in encoded["input_ids"]]
 
     def sample_inputs(self, n: int) -> list[str]:
         return sample_sentences(n)

@@ -17,6 +17,9 @@ class BenchSizes:
     naive_texts: int = 300
     redelivery_rounds: int = 5
     memory_items: int = 20_000
+    #: texts of mixed length timed through the text model in arrival order and cut by length
+    #: (0: not measured)
+    mixed_texts: int = 288
     model_seconds: float = 4.0
     #: rows the sink-alone phase writes, and rows per upsert there
     sink_rows: int = 4096

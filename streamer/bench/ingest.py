@@ -41,7 +41,7 @@ from rich.console import Console
 from operators.fetch import path_to_uri
 from streamer.bench import BenchSizes
 from streamer.bench.chart import require_chart, write_chart
-from streamer.bench.media import bench_texts, write_bench_photos
+from streamer.bench.media import bench_texts, mixed_texts, write_bench_photos
 from streamer.bench.naive import run_naive
 from streamer.bench.observe import (
     Counters,
@@ -72,6 +72,7 @@ from streamer.models.calibration import (
     warm_up,
 )
 from streamer.runner.context import Context
+from streamer.runner.lengths import length_chunks, lengths_of
 from streamer.runner.operator import ModelOperator, Source
 from streamer.runner.plan import Plan, Stage, bind
 from streamer.runner.runner import Runner
@@ -91,11 +92,17 @@ log = logging.getLogger(__name__)
 def _model_ceiling(
     stage: Stage, inputs: Sequence[Any], size: int, seconds: float, streams: int
 ) -> float:
-    """Items/s of the model stage alone over prepared ``inputs`` in chunks of ``size``,
-    ``streams`` calls at once (as the worker runs them)."""
+    """Items/s of the model stage alone over prepared ``inputs`` in chunks of ``size`` (for a
+    model whose inputs have lengths, all of them cut by length, as the runner cuts a take: the
+    best the model does), ``streams`` calls at once (as the worker runs them)."""
     assert stage.model is not None
     model = stage.model.model
-    chunks = [list(inputs[start : start + size]) for start in range(0, len(inputs), size)]
+    measured = lengths_of(model)
+    if measured is None:
+        chunks = [list(inputs[start : start + size]) for start in range(0, len(inputs), size)]
+    else:
+        cuts = length_chunks(range(len(inputs)), measured.lengths(inputs), size)
+        chunks = [[inputs[i] for i in cut] for cut in cuts]
     with ThreadPoolExecutor(streams) as pool:
         # every thread, every chunk shape, before timing (a GPU's first call per pair is slow)
         for shape in {len(chunk): chunk for chunk in chunks}.values():
@@ -118,6 +125,39 @@ def _measured(plan: Plan) -> Stage:
     """The model stage whose speed is the topology's: the first one that does not merely
     prepare the next one's inputs (a decode stage on the GPU does)."""
     return next(s for s in plan.models if s.model is not None and not s.model.operator.prepares)
+
+
+def _by_length(plan: Plan, n: int, size: int, streams: int) -> dict[str, Any]:
+    """Items/s of ``n`` texts of mixed length (:func:`mixed_texts`) through the model stage and
+    the rest of ``plan``, in takes of :data:`MIXED_TAKE` as a worker runs them: model calls cut
+    in arrival order, then by length (the runner's way), on the same texts."""
+    stage = _measured(plan)
+    texts = mixed_texts(n, seed=5)
+    figures: dict[str, Any] = {}
+    with (
+        ThreadPoolExecutor(available_cores(), "bench-mixed-cpu") as cpu,
+        ThreadPoolExecutor(streams, "bench-mixed-model") as model,
+    ):
+        for label, by_length in (("arrival", False), ("by_length", True)):
+            runner = Runner(cpu, model, batch_size=lambda _p, _s: size, by_length=by_length)
+            inputs = _prepared(runner, plan, [Source(text=t) for t in texts], 0, stage.index)
+            asyncio.run(runner.run(plan, inputs[:size], first=stage.index))  # warm
+            started = time.perf_counter()
+            for start in range(0, len(inputs), MIXED_TAKE):
+                outs = asyncio.run(
+                    runner.run(plan, inputs[start : start + MIXED_TAKE], first=stage.index)
+                )
+                if any(isinstance(o, StageError) for o in outs):
+                    raise next(o for o in outs if isinstance(o, StageError))
+            figures[f"text_mixed_{label}_ips"] = round(
+                len(inputs) / (time.perf_counter() - started), 2
+            )
+    measured = lengths_of(stage.model)
+    assert measured is not None
+    lengths = sorted(measured.lengths(texts))
+    figures["text_mixed_tokens_median"] = lengths[len(lengths) // 2]
+    figures["text_mixed_tokens_max"] = lengths[-1]
+    return figures
 
 
 def _device_decode(plan: Plan) -> Stage | None:
@@ -146,6 +186,9 @@ WORKER_LOG = "bench-ingest-worker.log"
 #: photos the workers are warmed with (before any phase is timed): enough that every
 #: partition of the uploads topic almost surely gets one (4 partitions: all but 0.4 % of runs)
 WARM_PHOTOS = 24
+#: texts of mixed length are timed in takes of this many (a worker's take of texts on a 2-core
+#: machine)
+MIXED_TAKE = 96
 
 
 @contextlib.contextmanager
@@ -302,6 +345,11 @@ def run_ingest_bench(
                 _measured(plan), inputs[name], calibrations[name].batch_size, sizes.model_seconds,
                 streams,
             )  # fmt: skip
+        mixed = sizes.mixed_texts if "text" in plans else 0
+        if mixed and lengths_of(_measured(plans["text"]).model) is not None:
+            phase(f"text of mixed lengths: {mixed} in arrival order, then cut by length")
+            batch = calibrations["text"].batch_size
+            figures.update(_by_length(plans["text"], mixed, batch, streams))
         if "image" in plans:
             image = plans["image"]
             on_cpu = bind(measured["image"], None, replace(context, decode_on_device="off"))

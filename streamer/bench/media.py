@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from streamer.demo.samples import PHOTOS, sample_photo
 
-__all__ = ["PHOTO_SIZE", "bench_texts", "write_bench_photos"]
+__all__ = ["PHOTO_SIZE", "bench_texts", "mixed_texts", "write_bench_photos"]
 
 PHOTO_SIZE = (1920, 1280)
 
@@ -50,6 +50,19 @@ def bench_texts(n: int, *, seed: int) -> list[str]:
         f"{rng.choice(_WHEN)}, item {seed}-{i}."
         for i in range(n)
     ]
+
+
+def mixed_texts(n: int, *, seed: int) -> list[str]:
+    """``n`` distinct texts of mixed length, as messages, captions and paragraphs come: word
+    counts drawn log-normally (median about 20, a long tail to 200), from the sentences of
+    :func:`bench_texts`."""
+    rng = random.Random(seed)
+    words = " ".join(bench_texts(64, seed=seed)).split()
+    texts = []
+    for i in range(n):
+        count = min(200, int(rng.lognormvariate(3.0, 0.8))) + 3
+        texts.append(f"{i}: " + " ".join(rng.choice(words) for _ in range(count)))
+    return texts
 
 
 @functools.cache

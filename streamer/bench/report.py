@@ -62,6 +62,10 @@ def ratios(f: dict[str, Any]) -> dict[str, float]:
     for medium in measured_media(f):
         found[f"{medium}_e2e_over_model"] = ratio(f"{medium}_e2e_ips", f"{medium}_model_ips")
         found[f"{medium}_e2e_over_naive"] = ratio(f"{medium}_e2e_ips", f"{medium}_naive_ips")
+    if "text_mixed_by_length_ips" in f:
+        found["text_by_length_over_arrival"] = ratio(
+            "text_mixed_by_length_ips", "text_mixed_arrival_ips"
+        )
     if "image_e2e_ips" in f:
         # the slower of the stages the GPU runs (decode there, when it decodes)
         ceiling = min(f["image_model_ips"], f.get("image_device_decode_ips", float("inf")))
@@ -129,6 +133,17 @@ def print_figures(console: Console, f: dict[str, Any]) -> None:
             f"{check(over_model, 0.8)} model, {check(over_naive, NAIVE_GOALS[m])}",
         )
         table.add_row(f"{m} naive per-item", f"{f[f'{m}_naive_ips']}")
+        if m == "text" and "text_by_length_over_arrival" in f:
+            tokens = f"median {f['text_mixed_tokens_median']}, max {f['text_mixed_tokens_max']}"
+            table.add_row(
+                f"text of mixed lengths ({tokens} tokens), calls in arrival order",
+                f"{f['text_mixed_arrival_ips']}",
+            )
+            table.add_row(
+                "the same texts, calls cut by length",
+                f"{f['text_mixed_by_length_ips']}",
+                f"{f['text_by_length_over_arrival']}x arrival order",
+            )
     table.add_row(
         "re-delivery of indexed images",
         f"{f['redelivery_ips']}",

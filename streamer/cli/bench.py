@@ -39,6 +39,14 @@ _SIZES = BenchSizes()
     "--memory-items", default=_SIZES.memory_items, show_default=True, type=click.IntRange(100)
 )
 @click.option(
+    "--mixed-texts",
+    default=_SIZES.mixed_texts,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Texts of mixed length through the text model, calls in arrival order and cut by "
+    "length (0: not measured).",
+)
+@click.option(
     "--chart",
     default="streamer-bench.png",
     show_default=True,
@@ -75,6 +83,7 @@ def bench(
     naive_texts: int,
     redelivery_rounds: int,
     memory_items: int,
+    mixed_texts: int,
     chart: Path,
     no_chart: bool,
     no_text: bool,
@@ -95,6 +104,7 @@ def bench(
         naive_texts=naive_texts,
         redelivery_rounds=redelivery_rounds,
         memory_items=memory_items,
+        mixed_texts=mixed_texts,
         text=not no_text,
         workers=workers,
     )

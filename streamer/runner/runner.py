@@ -10,6 +10,9 @@ Ingest, query embedding, rollout backfill and compare, local runs and the benchm
   has threads (model streams); later CPU segments run per item in the CPU pool, later model
   stages in chunks of their own size; a model stage that prepares the next one's inputs (JPEG
   decode on the GPU) runs on the prepare pool, so it overlaps the model;
+- for a model whose inputs have lengths (texts: :mod:`streamer.runner.lengths`), waits for
+  every item's leading segment, then cuts the live items by length instead (like lengths
+  together, little padding a call);
 - carries a failed item as its typed error to the end, naming its asset; the others go on;
 - checks what the last stage gives: one finite vector of the plan's length per item.
 
@@ -20,6 +23,7 @@ fetched bytes are freed once decoded.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, MutableMapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -29,12 +33,15 @@ from typing import Any, TypeVar
 import numpy as np
 
 from streamer.core.errors import EmbedError, StageError
+from streamer.runner.lengths import HasLengths, length_chunks, lengths_of
 from streamer.runner.operator import Part, WithParts
 from streamer.runner.plan import Plan, Segment, Stage
 
 T = TypeVar("T")
 
 __all__ = ["InlineExecutor", "Runner", "declared_batch_size"]
+
+log = logging.getLogger(__name__)
 
 
 def declared_batch_size(plan: Plan, stage: Stage) -> int:
@@ -58,7 +65,8 @@ class InlineExecutor(Executor):
 class Runner:
     """Runs plans on a CPU pool and a model pool (``prepare_pool``, default the model pool, for
     model stages that prepare the next one's inputs); ``batch_size`` says how many items one
-    call of a model stage takes (default: what the stage declares)."""
+    call of a model stage takes (default: what the stage declares); ``by_length=False`` cuts
+    even a model with input lengths in arrival order (the benchmark's comparison)."""
 
     def __init__(
         self,
@@ -67,11 +75,13 @@ class Runner:
         *,
         batch_size: Callable[[Plan, Stage], int] = declared_batch_size,
         prepare_pool: Executor | None = None,
+        by_length: bool = True,
     ) -> None:
         self.cpu_pool = cpu_pool
         self.model_pool = model_pool
         self.prepare_pool = prepare_pool or model_pool
         self.batch_size = batch_size
+        self.by_length = by_length
 
     @classmethod
     def with_threads(
@@ -147,6 +157,8 @@ class Runner:
         rest = segments[1:] if lead is not None else segments
         first_model = next((s.model for s in rest if s.model is not None), None)
         size = self.batch_size(plan, first_model) if first_model is not None else len(values)
+        if first_model is not None and self._lengths(first_model) is not None:
+            size = len(values)  # one chunk: the model stage cuts it by length
         # the leading CPU segment starts for every item now: it runs ahead of the model
         ahead = (
             [loop.run_in_executor(self.cpu_pool, _clocked, lead.one, v) for v in values]
@@ -199,14 +211,43 @@ class Runner:
         loop = asyncio.get_running_loop()
         size = max(1, self.batch_size(plan, stage))
         pool = self.prepare_pool if stage.model.operator.prepares else self.model_pool
-        for start in range(0, len(live), size):
-            part = live[start : start + size]
-            outs, seconds = await loop.run_in_executor(
-                pool, _clocked, stage.model, [values[i] for i in part]
+        parts = await self._parts(stage, live, values, size)
+        # every part at once: the pool's threads (model streams) bound how many run together
+        results = await asyncio.gather(
+            *(
+                loop.run_in_executor(pool, _clocked, stage.model, [values[i] for i in part])
+                for part in parts
             )
+        )
+        for part, (outs, seconds) in zip(parts, results, strict=True):
             _add(busy, segment.label, seconds)
             for i, out in zip(part, outs, strict=True):
                 values[i] = out
+
+    async def _parts(
+        self, stage: Stage, live: list[int], values: list[Any], size: int
+    ) -> list[list[int]]:
+        """The model calls for ``live`` items: in arrival order, ``size`` at a time, or cut by
+        their lengths where the model has them (measured in the CPU pool, off the loop)."""
+        measured = self._lengths(stage)
+        if measured is None:
+            return _in_order(live, size)
+        loop = asyncio.get_running_loop()
+        try:
+            lengths = await loop.run_in_executor(
+                self.cpu_pool, measured.lengths, [values[i] for i in live]
+            )
+            return length_chunks(live, lengths, size)
+        except Exception as exc:  # the model call itself will name what is wrong with an item
+            log.warning(
+                "input lengths unreadable, model calls cut in arrival order",
+                extra={"stage": stage.name, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            return _in_order(live, size)
+
+    def _lengths(self, stage: Stage) -> HasLengths | None:
+        """The model of a stage whose calls are cut by its inputs' lengths, if they are."""
+        return lengths_of(stage.model) if self.by_length else None
 
     @staticmethod
     def _check_vectors(
@@ -244,6 +285,11 @@ def _checked(plan: Plan, value: Any, part: str | None = None) -> Any:
     if not np.isfinite(vector).all():
         return EmbedError(f"{what} non-finite values")
     return vector
+
+
+def _in_order(live: list[int], size: int) -> list[list[int]]:
+    """``live`` cut into calls of ``size`` items, in arrival order."""
+    return [live[start : start + size] for start in range(0, len(live), size)]
 
 
 def _timed(times: MutableMapping[str, float], label: str, started: float) -> None:

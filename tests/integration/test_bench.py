@@ -47,14 +47,15 @@ def test_a_small_bench_reports_every_figure(stack: Settings, tmp_path: Path) -> 
     figures = run_bench(
         stack, tmp_path, "--chart", str(chart), "--images", "8", "--texts", "64",
         "--naive-images", "4", "--naive-texts", "16", "--redelivery-rounds", "2",
-        "--memory-items", "200",
+        "--memory-items", "200", "--mixed-texts", "24",
     )  # fmt: skip
-    for key in KEYS:
+    for key in (*KEYS, "text_mixed_arrival_ips", "text_mixed_by_length_ips"):
         assert isinstance(figures[key], (int, float)), key
     for key in KEYS[:8]:
         assert figures[key] > 0, key
     assert figures["redelivery_embedded"] == 0  # re-delivered items never reached a model
     assert figures["dead_lettered"] == 0
+    assert figures["text_mixed_tokens_max"] > figures["text_mixed_tokens_median"] > 0
     assert figures["image_batch_size"] in (1, 2) and figures["text_batch_size"] in (1, 2)
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for medium in ("image", "text"):  # where the worker's time went, from its own metrics

@@ -21,6 +21,7 @@ from operators.clip import (
     ClipModel,
     ClipTextEmbedder,
 )
+from streamer.bench.media import mixed_texts
 from streamer.config.settings import FetchSettings
 from streamer.core.errors import ConfigError
 from streamer.demo.samples import sample_photo
@@ -139,6 +140,19 @@ def test_texts_embed_as_transformers_embeds_them(
     ours = embed(runner, text_plan, SENTENCES)
     cosines = (ours * transformers_texts(folder, SENTENCES)).sum(axis=1)
     assert (cosines >= 0.999).all(), cosines
+
+
+def test_texts_cut_by_length_embed_as_in_arrival_order(
+    plans: tuple[Plan, Plan], runner: Runner
+) -> None:
+    _, text_plan = plans
+    model = loaded(text_plan)
+    assert isinstance(model, ClipTextEmbedder)
+    assert model.lengths(SENTENCES)[-1] == MAX_TOKENS  # truncated, as a call truncates it
+    texts = mixed_texts(24, seed=3)
+    arrival = Runner(runner.cpu_pool, runner.model_pool, by_length=False)
+    cosines = (embed(runner, text_plan, texts) * embed(arrival, text_plan, texts)).sum(axis=1)
+    assert (cosines > 0.9999).all(), cosines
 
 
 def test_the_processor_configuration_is_followed(

@@ -62,6 +62,24 @@ def test_a_full_run_reports_both_media_and_memory(tmp_path: Path) -> None:
     assert "text end to end" in text and "memory run (300.0 items/s)" in text
 
 
+def test_texts_of_mixed_length_report_calls_cut_by_length_against_arrival_order(
+    tmp_path: Path,
+) -> None:
+    figures = {
+        **IMAGE,
+        **TEXT,
+        "text_mixed_arrival_ips": 35.0,
+        "text_mixed_by_length_ips": 115.5,
+        "text_mixed_tokens_median": 34,
+        "text_mixed_tokens_max": 256,
+    }
+    assert ratios(figures)["text_by_length_over_arrival"] == 3.3
+    text = report(figures, tmp_path)
+    assert "text of mixed lengths (median 34, max 256 tokens), calls in arrival order" in text
+    assert "cut by length" in text and "3.3x arrival order" in text
+    assert "text_by_length_over_arrival" not in ratios({**IMAGE, **TEXT})
+
+
 def test_a_gpu_run_reports_its_ceilings_against_the_slower_of_decode_and_model(
     tmp_path: Path,
 ) -> None:
