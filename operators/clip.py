@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 from operators.preprocess import CropResize, Normalizer
-from operators.text_embed import sample_sentences
+from operators.text_embed import sample_sentences, token_counts
 from streamer.core.errors import ConfigError, DecodeError, EmbedError
 from streamer.runner.device import autocast, resolve_precision, to_device
 from streamer.runner.operator import (
@@ -298,11 +298,7 @@ class ClipTextEmbedder(_Tower):
         self.tokenizer = tokenizer
 
     def lengths(self, texts: Sequence[str]) -> list[int]:
-        """Each text's token count as a call would see it (truncated to the positions)."""
-        if not texts:
-            return []
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.clip.max_tokens)
-        return [len(ids) for ids in encoded["input_ids"]]
+        return token_counts(self.tokenizer, texts, self.clip.max_tokens)
 
     def __call__(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         if not texts:

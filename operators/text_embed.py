@@ -26,6 +26,7 @@ __all__ = [
     "TransformersTextEmbedder",
     "mean_pool",
     "sample_sentences",
+    "token_counts",
     "token_multiple",
 ]
 
@@ -96,6 +97,15 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 GPU_TOKEN_MULTIPLE = 16
 
 
+def token_counts(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[int]:
+    """Each text's token count as ``tokenizer`` gives it to a model call: special tokens in,
+    truncated to ``max_length`` (what the runner cuts calls by, :mod:`streamer.runner.lengths`)."""
+    if not texts:
+        return []
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
+    return [len(ids) for ids in encoded["input_ids"]]
+
+
 def token_multiple(device: str, max_length: int) -> int | None:
     """What a call's token count is padded to a multiple of by default: on a GPU
     :data:`GPU_TOKEN_MULTIPLE` (when ``max_length`` is a multiple of it, so no call grows past
@@ -160,11 +170,7 @@ class TransformersTextEmbedder:
         return pooled.float().cpu().numpy()
 
     def lengths(self, texts: Sequence[str]) -> list[int]:
-        """Each text's token count as a call would see it (special tokens in, truncated)."""
-        if not texts:
-            return []
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
-        return [len(ids) for ids in encoded["input_ids"]]
+        return token_counts(self.tokenizer, texts, self.max_length)
 
     def sample_inputs(self, n: int) -> list[str]:
         return sample_sentences(n)

@@ -138,9 +138,10 @@ def _by_length(plan: Plan, n: int, size: int, streams: int) -> dict[str, Any]:
         ThreadPoolExecutor(available_cores(), "bench-mixed-cpu") as cpu,
         ThreadPoolExecutor(streams, "bench-mixed-model") as model,
     ):
+        prepare = Runner(cpu, model)
+        inputs = _prepared(prepare, plan, [Source(text=t) for t in texts], 0, stage.index)
         for label, by_length in (("arrival", False), ("by_length", True)):
             runner = Runner(cpu, model, batch_size=lambda _p, _s: size, by_length=by_length)
-            inputs = _prepared(runner, plan, [Source(text=t) for t in texts], 0, stage.index)
             asyncio.run(runner.run(plan, inputs[:size], first=stage.index))  # warm
             started = time.perf_counter()
             for start in range(0, len(inputs), MIXED_TAKE):
